@@ -1,0 +1,106 @@
+"""The executor's one exception tree.
+
+Every error the executor raises on purpose derives from :class:`ExecutorError` and
+knows whether trying again could help (``temporary``)::
+
+    ExecutorError
+    ├── InvalidReferenceError      an image reference that does not parse
+    ├── InvalidDigestError         a digest string that does not parse
+    ├── DigestMismatchError        bytes whose digest is not the one promised
+    ├── ManifestError              a manifest, index or config that is not valid
+    ├── PlatformNotFoundError      an index with no entry for the wanted platform
+    ├── LayoutError                an OCI layout or docker-archive that cannot be used
+    ├── LayerError                 a layer that cannot be written or read
+    ├── CredentialsError           a credential store or helper that failed
+    └── RegistryError              the registry said no, or could not be reached
+        ├── AuthenticationError    401: no credentials, or wrong ones
+        ├── AuthorizationError     403: credentials that may not do this
+        ├── NotFoundError          404: no such repository, tag or blob
+        └── RegistryUnavailableError  connection errors, 429 and 5xx (temporary)
+
+Messages read as a chain of what was being done, for example
+``pulling 127.0.0.1:5000/app@sha256:ab12..: 401 UNAUTHORIZED: authentication required``.
+"""
+
+from __future__ import annotations
+
+
+class ExecutorError(Exception):
+    """Base of every error the executor raises on purpose."""
+
+    temporary: bool = False
+
+    def __init__(self, message: str, *, temporary: bool | None = None) -> None:
+        super().__init__(message)
+        if temporary is not None:
+            self.temporary = temporary
+
+
+class InvalidReferenceError(ExecutorError):
+    """An image reference that does not follow the distribution grammar."""
+
+
+class InvalidDigestError(ExecutorError):
+    """A digest string that is not ``algorithm:hex`` of a supported algorithm."""
+
+
+class DigestMismatchError(ExecutorError):
+    """Content whose digest differs from the descriptor that announced it."""
+
+
+class ManifestError(ExecutorError):
+    """A manifest, index or image config that is malformed or of an unknown type."""
+
+
+class PlatformNotFoundError(ExecutorError):
+    """An image index that has no manifest for the requested platform."""
+
+
+class LayoutError(ExecutorError):
+    """An OCI image layout or docker-archive that is missing, malformed or unwritable."""
+
+
+class LayerError(ExecutorError):
+    """A layer tarball that cannot be written or read."""
+
+
+class CredentialsError(ExecutorError):
+    """A docker config file or credential helper that could not give credentials."""
+
+
+class RegistryError(ExecutorError):
+    """The registry refused a request or could not be reached.
+
+    ``status`` is the HTTP status (``None`` for connection errors) and ``codes``
+    the error codes from the registry's JSON error body, if it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        codes: tuple[str, ...] = (),
+        temporary: bool | None = None,
+    ) -> None:
+        super().__init__(message, temporary=temporary)
+        self.status = status
+        self.codes = codes
+
+
+class AuthenticationError(RegistryError):
+    """401 from the registry or the token service."""
+
+
+class AuthorizationError(RegistryError):
+    """403 from the registry or the token service."""
+
+
+class NotFoundError(RegistryError):
+    """404: the repository, tag, manifest or blob does not exist."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The registry could not be reached, was overloaded (429) or failed (5xx)."""
+
+    temporary = True
