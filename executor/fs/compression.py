@@ -1,0 +1,139 @@
+"""Layer compression: streaming compressors and decompressors for gzip, zstd and none.
+
+gzip goes through zlib with a fixed header (mtime 0) so the same tar gives the
+same bytes on every run; zstd through the ``zstandard`` package.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import IO, Protocol
+
+import zstandard
+
+from executor.errors import LayerError
+from executor.oci.digest import CHUNK_SIZE
+
+COMPRESSIONS = ("gzip", "zstd", "none")
+# Default levels: gzip 6 is zlib's and Docker's default; zstd 3 is the zstd CLI's.
+DEFAULT_LEVEL = {"gzip": 6, "zstd": 3, "none": 0}
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class Compressor(Protocol):
+    """Turns chunks of tar bytes into chunks of compressed bytes."""
+
+    def compress(self, data: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class _Identity:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Zstd:
+    def __init__(self, level: int) -> None:
+        self._obj = zstandard.ZstdCompressor(level=level).compressobj()
+
+    def compress(self, data: bytes) -> bytes:
+        out: bytes = self._obj.compress(data)
+        return out
+
+    def flush(self) -> bytes:
+        out: bytes = self._obj.flush()
+        return out
+
+
+def compressor(compression: str, level: int | None = None) -> Compressor:
+    """A fresh compressor; ``level`` None means the default for the algorithm."""
+    if compression not in COMPRESSIONS:
+        raise LayerError(f"unknown compression {compression!r}: want one of {COMPRESSIONS}")
+    lvl = DEFAULT_LEVEL[compression] if level is None else level
+    if compression == "gzip":
+        if not 0 <= lvl <= 9:
+            raise LayerError(f"gzip compression level {lvl} out of range 0-9")
+        # wbits 31 = gzip container; zlib writes mtime 0 and no name, so output is stable.
+        return zlib.compressobj(lvl, zlib.DEFLATED, 31, 9)
+    if compression == "zstd":
+        if not 1 <= lvl <= 22:
+            raise LayerError(f"zstd compression level {lvl} out of range 1-22")
+        return _Zstd(lvl)
+    return _Identity()
+
+
+def sniff(head: bytes) -> str:
+    """``gzip``, ``zstd`` or ``none`` from the first bytes of a blob."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class _GzipReader:
+    """Reads the decompressed bytes of a gzip stream (several members allowed)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._obj = zlib.decompressobj(31)
+        self._buffer = b""
+        self._eof = False
+
+    def read(self, size: int = -1) -> bytes:
+        want = CHUNK_SIZE if size is None or size < 0 else size
+        while len(self._buffer) < want and not self._eof:
+            chunk = self._obj.unconsumed_tail or self._stream.read(CHUNK_SIZE)
+            if not chunk:
+                if not self._obj.eof:
+                    raise LayerError("truncated gzip stream")
+                self._eof = True
+                break
+            try:
+                self._buffer += self._obj.decompress(chunk, CHUNK_SIZE)
+            except zlib.error as exc:
+                raise LayerError(f"corrupt gzip stream: {exc}") from exc
+            if self._obj.eof:
+                rest = self._obj.unused_data
+                self._obj = zlib.decompressobj(31)
+                if rest:
+                    self._buffer += self._obj.decompress(rest, CHUNK_SIZE)
+                else:
+                    # A fresh decoder at end of input is a clean end, not truncation.
+                    nxt = self._stream.read(CHUNK_SIZE)
+                    if not nxt:
+                        self._eof = True
+                    else:
+                        self._buffer += self._obj.decompress(nxt, CHUNK_SIZE)
+        if size is None or size < 0:
+            out, self._buffer = self._buffer, b""
+            if not self._eof:
+                out += self.read()
+            return out
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def decompressed(stream: IO[bytes], compression: str) -> IO[bytes]:
+    """A stream of the uncompressed bytes of ``stream``."""
+    if compression == "gzip":
+        return _GzipReader(stream)  # type: ignore[return-value]
+    if compression == "zstd":
+        reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(
+            stream, read_across_frames=True
+        )
+        return reader
+    if compression == "none":
+        return stream
+    raise LayerError(f"unknown compression {compression!r}")
