@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from executor.errors import DigestMismatchError, InvalidDigestError
 
@@ -146,11 +146,17 @@ def digest_file(path: str, algorithm: str = "sha256") -> tuple[Digest, int]:
     return hasher.digest(), hasher.size
 
 
+class Reader(Protocol):
+    """Anything with ``read(size)``: files, HTTP bodies, decompressors."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class VerifyingReader:
     """A read-only stream that hashes what passes and checks digest and size at EOF."""
 
     def __init__(
-        self, stream: IO[bytes], expected: Digest, expected_size: int | None, what: str
+        self, stream: Reader, expected: Digest, expected_size: int | None, what: str
     ) -> None:
         self._stream = stream
         self._expected = expected
@@ -189,4 +195,6 @@ class VerifyingReader:
         return True
 
     def close(self) -> None:
-        self._stream.close()
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,332 @@
+"""The registry HTTP API (distribution spec) for one repository at a time.
+
+Manifests are fetched with every manifest type accepted and verified against the
+digest asked for (or the ``Docker-Content-Digest`` the registry sent). Blobs
+stream through a digest-verifying reader. Uploads are monolithic below
+``CHUNKED_UPLOAD_THRESHOLD`` and chunked above it, and restart from scratch on a
+temporary failure, since a half-sent chunk leaves the upload session unknown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, BinaryIO
+
+import requests
+
+from executor.errors import DigestMismatchError, ManifestError, RegistryError
+from executor.oci.digest import Digest, VerifyingReader
+from executor.oci.image import BlobOpener, RawManifest
+from executor.oci.manifest import Descriptor
+from executor.oci.mediatype import ACCEPTED_MANIFEST_TYPES
+from executor.registry.auth import Keychain
+from executor.registry.challenge import TokenCache, repository_scope
+from executor.registry.hosts import Endpoint, RegistryOptions
+from executor.registry.transport import RegistryTransport, RetryPolicy
+
+# Registries cap manifests at a few MiB; refuse anything bigger before reading it.
+MAX_MANIFEST_BYTES = 4 << 20
+# Blobs above this go up in chunks, so one failure does not resend hundreds of MiB
+# to a registry that kept part of it, and so proxies with body limits cope.
+CHUNKED_UPLOAD_THRESHOLD = 64 << 20
+UPLOAD_CHUNK_BYTES = 16 << 20
+_ACCEPT = ", ".join(ACCEPTED_MANIFEST_TYPES)
+
+
+class _SizedReader:
+    """A read-only stream with a known length, so requests sends Content-Length."""
+
+    def __init__(self, stream: IO[bytes] | BinaryIO, length: int) -> None:
+        self._stream = stream
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+
+class RegistryClient:
+    """API calls against one endpoint; every method names the repository it acts on."""
+
+    def __init__(self, transport: RegistryTransport, registry: str) -> None:
+        self.transport = transport
+        self.registry = registry  # the name in references (docker.io, not registry-1...)
+
+    @property
+    def host(self) -> str:
+        return self.transport.endpoint.host
+
+    def _where(self, repository: str) -> str:
+        return f"{self.registry}/{repository}"
+
+    # -- manifests ------------------------------------------------------------
+
+    def get_manifest(self, repository: str, identifier: str) -> RawManifest:
+        """Fetch a manifest by tag or digest, verified."""
+        what = f"pulling manifest {self._where(repository)}{_sep(identifier)}{identifier}"
+        response = self.transport.request(
+            "GET",
+            f"/v2/{repository}/manifests/{identifier}",
+            scopes=frozenset({repository_scope(repository, ["pull"])}),
+            what=what,
+            headers={"Accept": _ACCEPT},
+            stream=True,
+        )
+        with response:
+            declared_len = response.headers.get("Content-Length")
+            if declared_len and int(declared_len) > MAX_MANIFEST_BYTES:
+                raise ManifestError(f"{what}: manifest of {declared_len} bytes is too big")
+            data = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+            if len(data) > MAX_MANIFEST_BYTES:
+                raise ManifestError(f"{what}: manifest is over {MAX_MANIFEST_BYTES} bytes")
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            header_digest = response.headers.get("Docker-Content-Digest")
+        raw = RawManifest.of(data, content_type)
+        if identifier.startswith("sha"):
+            Digest.parse(identifier).verify(data, what)
+        elif header_digest:
+            try:
+                expected = Digest.parse(header_digest)
+            except ValueError:
+                expected = None
+            if expected is not None and expected.algorithm == "sha256" and expected != raw.digest:
+                raise DigestMismatchError(
+                    f"{what}: registry says {expected} but the body hashes to {raw.digest}"
+                )
+        return raw
+
+    def manifest_digest(self, repository: str, identifier: str) -> Digest | None:
+        """HEAD a manifest: its digest if it exists, None if not."""
+        response = self.transport.request(
+            "HEAD",
+            f"/v2/{repository}/manifests/{identifier}",
+            scopes=frozenset({repository_scope(repository, ["pull"])}),
+            what=f"checking manifest {self._where(repository)}{_sep(identifier)}{identifier}",
+            headers={"Accept": _ACCEPT},
+            ok=frozenset({200, 404}),
+        )
+        if response.status_code == 404:
+            return None
+        header = response.headers.get("Docker-Content-Digest")
+        return Digest.parse(header) if header else None
+
+    def put_manifest(self, repository: str, reference: str, raw: RawManifest) -> Digest:
+        """Upload a manifest under a tag or its digest."""
+        what = f"pushing manifest {self._where(repository)}{_sep(reference)}{reference}"
+        response = self.transport.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            scopes=frozenset({repository_scope(repository, ["pull", "push"])}),
+            what=what,
+            headers={"Content-Type": raw.media_type},
+            body=raw.data,
+            ok=frozenset({200, 201, 202}),
+        )
+        header = response.headers.get("Docker-Content-Digest")
+        if header and Digest.parse(header) != raw.digest:
+            raise DigestMismatchError(f"{what}: registry stored {header}, we sent {raw.digest}")
+        return raw.digest
+
+    # -- blobs ----------------------------------------------------------------
+
+    @contextmanager
+    def open_blob(self, repository: str, descriptor: Descriptor) -> Iterator[BinaryIO]:
+        """Stream a blob (following redirects), verifying digest and size as it is read."""
+        what = f"pulling blob {descriptor.digest.short} from {self._where(repository)}"
+        response = self.transport.request(
+            "GET",
+            f"/v2/{repository}/blobs/{descriptor.digest}",
+            scopes=frozenset({repository_scope(repository, ["pull"])}),
+            what=what,
+            stream=True,
+        )
+        with response:
+            response.raw.decode_content = False
+            reader = VerifyingReader(response.raw, descriptor.digest, descriptor.size, what)
+            yield reader  # type: ignore[misc]
+
+    def blob_exists(
+        self, repository: str, descriptor: Descriptor, *, for_push: bool = False
+    ) -> bool:
+        """HEAD a blob. ``for_push`` asks for the push scope, so one token serves a whole push."""
+        actions = ["pull", "push"] if for_push else ["pull"]
+        response = self.transport.request(
+            "HEAD",
+            f"/v2/{repository}/blobs/{descriptor.digest}",
+            scopes=frozenset({repository_scope(repository, actions)}),
+            what=f"checking blob {descriptor.digest.short} in {self._where(repository)}",
+            ok=frozenset({200, 404}),
+        )
+        return response.status_code == 200
+
+    def mount_blob(self, repository: str, descriptor: Descriptor, from_repository: str) -> bool:
+        """Cross-repository mount; True if the registry linked the blob without an upload."""
+        response = self.transport.request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            scopes=frozenset(
+                {
+                    repository_scope(repository, ["pull", "push"]),
+                    repository_scope(from_repository, ["pull"]),
+                }
+            ),
+            what=f"mounting blob {descriptor.digest.short} from {from_repository} into "
+            f"{self._where(repository)}",
+            params={"mount": str(descriptor.digest), "from": from_repository},
+            ok=frozenset({201, 202}),
+        )
+        mounted = response.status_code == 201
+        if not mounted:
+            # 202 opened an upload session instead; abandon it politely.
+            self._cancel_upload(repository, response.headers.get("Location", ""))
+        return mounted
+
+    def upload_blob(self, repository: str, descriptor: Descriptor, opener: BlobOpener) -> None:
+        """Upload a blob, restarting the whole upload on a temporary failure."""
+        what = f"pushing blob {descriptor.digest.short} to {self._where(repository)}"
+        policy = self.transport.retry_policy
+        attempt = 0
+        while True:
+            try:
+                self._upload_once(repository, descriptor, opener, what)
+                return
+            except RegistryError as exc:
+                attempt += 1
+                if not exc.temporary or attempt >= policy.attempts:
+                    raise
+                policy.sleep(policy.delay(attempt))
+
+    def _upload_once(
+        self, repository: str, descriptor: Descriptor, opener: BlobOpener, what: str
+    ) -> None:
+        scopes = frozenset({repository_scope(repository, ["pull", "push"])})
+        start = self.transport.request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            scopes=scopes,
+            what=what,
+            ok=frozenset({202}),
+        )
+        location = self._location(start, what)
+        with opener() as source:
+            if descriptor.size <= CHUNKED_UPLOAD_THRESHOLD:
+                body: _SizedReader | None = _SizedReader(source, descriptor.size)
+            else:
+                location = self._send_chunks(location, source, descriptor, scopes, what)
+                body = None
+            self.transport.request(
+                "PUT",
+                location,
+                scopes=scopes,
+                what=what,
+                params={"digest": str(descriptor.digest)},
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(descriptor.size if body is not None else 0),
+                },
+                body=body,  # type: ignore[arg-type]
+                ok=frozenset({201, 204}),
+                retry=False,
+            )
+
+    def _send_chunks(
+        self,
+        location: str,
+        source: BinaryIO,
+        descriptor: Descriptor,
+        scopes: frozenset[str],
+        what: str,
+    ) -> str:
+        offset = 0
+        while chunk := source.read(UPLOAD_CHUNK_BYTES):
+            end = offset + len(chunk) - 1
+            response = self.transport.request(
+                "PATCH",
+                location,
+                scopes=scopes,
+                what=f"{what} (bytes {offset}-{end})",
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{end}",
+                    "Content-Length": str(len(chunk)),
+                },
+                body=chunk,
+                ok=frozenset({202}),
+                retry=False,
+            )
+            location = self._location(response, what)
+            offset += len(chunk)
+        if offset != descriptor.size:
+            raise DigestMismatchError(
+                f"{what}: source gave {offset} bytes, descriptor says {descriptor.size}"
+            )
+        return location
+
+    def _location(self, response: requests.Response, what: str) -> str:
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{what}: registry sent no upload Location")
+        return location if "://" in location else self.transport.url(location)
+
+    def _cancel_upload(self, repository: str, location: str) -> None:
+        if not location:
+            return
+        url = location if "://" in location else self.transport.url(location)
+        # An abandoned session expires by itself in the registry, so failing here is fine.
+        with contextlib.suppress(RegistryError):
+            self.transport.request(
+                "DELETE",
+                url,
+                scopes=frozenset({repository_scope(repository, ["pull", "push"])}),
+                what="cancelling an upload",
+                ok=frozenset({200, 202, 204, 404}),
+                retry=False,
+            )
+
+
+def _sep(identifier: str) -> str:
+    return "@" if identifier.startswith("sha") and ":" in identifier else ":"
+
+
+class RegistryConnector:
+    """Makes clients for registries, sharing credentials, tokens and connections."""
+
+    def __init__(
+        self,
+        options: RegistryOptions,
+        keychain: Keychain,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.options = options
+        self._keychain = keychain
+        self._retry = retry
+        self._tokens = TokenCache()
+        self._lock = threading.Lock()
+        self._transports: dict[Endpoint, RegistryTransport] = {}
+
+    def _client(self, endpoint: Endpoint, registry: str) -> RegistryClient:
+        with self._lock:
+            transport = self._transports.get(endpoint)
+            if transport is None:
+                transport = RegistryTransport(
+                    endpoint,
+                    self._keychain,
+                    registry=endpoint.host if endpoint.mirror else registry,
+                    retry=self._retry,
+                    tokens=self._tokens,
+                )
+                self._transports[endpoint] = transport
+        return RegistryClient(transport, registry)
+
+    def pull_clients(self, registry: str) -> list[RegistryClient]:
+        """Clients for the mirrors of ``registry`` (in order), then for itself."""
+        return [self._client(e, registry) for e in self.options.pull_endpoints(registry)]
+
+    def push_client(self, registry: str) -> RegistryClient:
+        return self._client(self.options.push_endpoint(registry), registry)
