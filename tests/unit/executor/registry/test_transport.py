@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -44,7 +43,7 @@ class FakeSession(requests.Session):
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
-    ) -> requests.Response:  # type: ignore[override]
+    ) -> requests.Response:
         if str(url).endswith("/v2/"):
             return _response(200)
         self.calls.append(f"{method!s} {url!s}")
@@ -56,7 +55,7 @@ class FakeSession(requests.Session):
         errors = {"errors": [{"code": "SOME_CODE", "message": f"status {reply}"}]}
         return _response(reply, body=errors if reply >= 400 else None)
 
-    def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:
         return self.request("GET", url, **kwargs)
 
 
@@ -123,7 +122,6 @@ def test_retry_after_is_honoured_up_to_the_cap() -> None:
 
 def test_backoff_grows() -> None:
     policy = RetryPolicy(base_delay=1.0, max_delay=100.0)
-    delays: list[Callable[[], float]] = [lambda a=a: policy.delay(a) for a in range(1, 5)]
-    values = [d() for d in delays]
+    values = [policy.delay(a) for a in range(1, 5)]
     for attempt, value in enumerate(values, start=1):
         assert 2 ** (attempt - 1) <= value <= 2**attempt

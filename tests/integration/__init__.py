@@ -1,0 +1,1 @@
+"""Integration tests: real services started on loopback, checked with third-party clients."""
