@@ -82,40 +82,43 @@ class _GzipReader:
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self._obj = zlib.decompressobj(31)
-        self._buffer = b""
+        self._buffer = bytearray()
         self._eof = False
+        self._in_member = False  # fed bytes of a member whose end has not come yet
 
-    def read(self, size: int = -1) -> bytes:
-        want = CHUNK_SIZE if size is None or size < 0 else size
+    def _fill(self, want: int) -> None:
+        """Decompress until ``want`` bytes are buffered or the input ends."""
         while len(self._buffer) < want and not self._eof:
-            chunk = self._obj.unconsumed_tail or self._stream.read(CHUNK_SIZE)
+            if self._obj.eof:
+                # One member ended; what follows is another member or the end.
+                chunk = self._obj.unused_data
+                self._obj = zlib.decompressobj(31)
+                self._in_member = False
+            else:
+                chunk = self._obj.unconsumed_tail
             if not chunk:
-                if not self._obj.eof:
+                chunk = self._stream.read(CHUNK_SIZE)
+            if not chunk:
+                if self._in_member:
                     raise LayerError("truncated gzip stream")
                 self._eof = True
                 break
+            self._in_member = True
             try:
                 self._buffer += self._obj.decompress(chunk, CHUNK_SIZE)
             except zlib.error as exc:
                 raise LayerError(f"corrupt gzip stream: {exc}") from exc
-            if self._obj.eof:
-                rest = self._obj.unused_data
-                self._obj = zlib.decompressobj(31)
-                if rest:
-                    self._buffer += self._obj.decompress(rest, CHUNK_SIZE)
-                else:
-                    # A fresh decoder at end of input is a clean end, not truncation.
-                    nxt = self._stream.read(CHUNK_SIZE)
-                    if not nxt:
-                        self._eof = True
-                    else:
-                        self._buffer += self._obj.decompress(nxt, CHUNK_SIZE)
+
+    def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            out, self._buffer = self._buffer, b""
-            if not self._eof:
-                out += self.read()
+            while not self._eof:
+                self._fill(len(self._buffer) + CHUNK_SIZE)
+            out = bytes(self._buffer)
+            self._buffer.clear()
             return out
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        self._fill(size)
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
         return out
 
     def readable(self) -> bool:

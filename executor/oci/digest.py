@@ -174,7 +174,8 @@ class VerifyingReader:
                     f"{self._what} {self._expected.short}: more than the "
                     f"{self._expected_size} bytes announced"
                 )
-        elif not self._checked and size != 0:
+        if not self._checked and ((not data and size != 0) or size is None or size < 0):
+            # EOF, or a read-everything call that has just consumed the rest.
             self._check()
         return data
 
