@@ -12,7 +12,10 @@ from typing import IO, Protocol
 import zstandard
 
 from executor.errors import LayerError
-from executor.oci.digest import CHUNK_SIZE
+
+# Decompress in blocks of this size (the same as executor.oci.digest.CHUNK_SIZE; not
+# imported from there so this module depends on nothing but the error tree).
+CHUNK_SIZE = 1 << 20
 
 COMPRESSIONS = ("gzip", "zstd", "none")
 # Default levels: gzip 6 is zlib's and Docker's default; zstd 3 is the zstd CLI's.
