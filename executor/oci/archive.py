@@ -20,6 +20,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ class DockerArchiveSink:
         refs = [_repo_tag(t) for t in tags]
         self._refs = tuple(dict.fromkeys(refs))
         self._staging: Path | None = None
+        # copy_image stages blobs from several threads; the first creates the directory.
+        self._staging_lock = threading.Lock()
         self._cleanup: weakref.finalize[Any, Any] | None = None
         self._staged: dict[Digest, _Staged] = {}
         self._manifest: Manifest | None = None
@@ -120,6 +123,10 @@ class DockerArchiveSink:
         return f"docker-archive:{self._path}:{names}" if names else f"docker-archive:{self._path}"
 
     def _staging_dir(self) -> Path:
+        with self._staging_lock:
+            return self._create_staging_dir()
+
+    def _create_staging_dir(self) -> Path:
         if self._staging is None:
             try:
                 staging = Path(

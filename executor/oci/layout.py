@@ -15,6 +15,7 @@ import io
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -205,11 +206,17 @@ class OciLayoutSink:
         self._tag = None if tag is None else validate_ref_name(tag)
         self._top: Descriptor | None = None
         self._ready = False
+        # copy_image writes blobs from several threads; the first one creates the layout.
+        self._ready_lock = threading.Lock()
 
     def describe(self) -> str:
         return _describe(self._root, self._tag)
 
     def _ensure_layout(self) -> None:
+        with self._ready_lock:
+            self._create_layout()
+
+    def _create_layout(self) -> None:
         if self._ready:
             return
         what = self.describe()

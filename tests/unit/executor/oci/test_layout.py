@@ -320,3 +320,22 @@ def test_commit_without_a_top_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LayoutError, match="no top manifest"):
         sink.commit()
     assert _index_json(tmp_path) == []
+
+
+def test_parallel_blob_writes_into_a_new_layout(tmp_path: Path) -> None:
+    """copy_image writes blobs from several threads; the first must not trip the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.unit.executor.oci.images_for_tests import opener
+
+    for attempt in range(5):
+        sink = OciLayoutSink(tmp_path / f"layout{attempt}", "t")
+        blobs = [f"blob {attempt} {i}".encode() for i in range(16)]
+
+        def put(data: bytes, sink: OciLayoutSink = sink) -> None:
+            sink.put_blob(Descriptor(MediaType.OCI_LAYER, Digest.of(data), len(data)), opener(data))
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, blobs))
+        for data in blobs:
+            assert sink.has_blob(Descriptor(MediaType.OCI_LAYER, Digest.of(data), len(data)))
