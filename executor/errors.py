@@ -12,6 +12,7 @@ knows whether trying again could help (``temporary``)::
     ├── LayoutError                an OCI layout or docker-archive that cannot be used
     ├── LayerError                 a layer that cannot be written or read
     ├── CredentialsError           a credential store or helper that failed
+    ├── SandboxError               no sandbox backend can run the step here
     └── RegistryError              the registry said no, or could not be reached
         ├── AuthenticationError    401: no credentials, or wrong ones
         ├── AuthorizationError     403: credentials that may not do this
@@ -66,6 +67,10 @@ class LayerError(ExecutorError):
 
 class CredentialsError(ExecutorError):
     """A docker config file or credential helper that could not give credentials."""
+
+
+class SandboxError(ExecutorError):
+    """A sandbox backend that is unavailable on this host or failed to start a step."""
 
 
 class RegistryError(ExecutorError):

@@ -1,0 +1,106 @@
+"""The ``chroot`` and ``userns`` backends: Linux namespaces around a chroot.
+
+``chroot`` needs real root (in a pod: runAsUser 0, no extra capabilities beyond the
+defaults); ``userns`` needs only unprivileged user namespaces, and maps the caller to
+root inside (with its /etc/subuid range when it has one). Both give the step its own
+mount, PID, UTS and IPC namespaces (and network, for ``--network=none``), a fresh
+/proc, a minimal /dev, and generated /etc/hosts and /etc/resolv.conf.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from executor.errors import SandboxError
+from executor.sandbox.mountpoints import MountPoints
+from executor.sandbox.process import run_process
+from executor.sandbox.spec import OutputSink, RunSpec
+
+_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{host}\n"
+# Probes should answer fast; a backend that hangs is as good as absent.
+_PROBE_TIMEOUT_SECONDS = 20
+
+
+def _resolv_conf(network: str) -> str:
+    if network == "none":
+        return ""
+    try:
+        return Path("/etc/resolv.conf").read_text()
+    except OSError:
+        return ""
+
+
+def prepare_rootfs(spec: RunSpec, points: MountPoints, scratch: Path) -> dict[str, Path]:
+    """Create the step's mount points and its /etc/hosts and /etc/resolv.conf sources.
+
+    Returns container path -> host file to bind there.
+    """
+    etc_files = {
+        "/etc/hosts": _HOSTS.format(host=spec.hostname),
+        "/etc/resolv.conf": _resolv_conf(spec.network),
+    }
+    binds: dict[str, Path] = {}
+    for target, content in etc_files.items():
+        source = scratch / Path(target).name
+        source.write_text(content)
+        source.chmod(0o644)
+        points.ensure(target, directory=False)
+        binds[target] = source
+    for target in ("/proc", "/dev"):
+        points.ensure(target, directory=True)
+    for m in spec.mounts:
+        is_dir = m.kind == "tmpfs" or os.path.isdir(m.source)
+        points.ensure(m.target, directory=is_dir)
+    return binds
+
+
+class NamespaceSandbox:
+    """Runs a step with ``python -m executor.sandbox.enter`` in new namespaces."""
+
+    def __init__(self, *, userns: bool) -> None:
+        self.userns = userns
+        self.name = "userns" if userns else "chroot"
+
+    def run(self, spec: RunSpec, output: OutputSink, *, timeout: float | None = None) -> int:
+        points = MountPoints(spec.rootfs)
+        scratch = Path(tempfile.mkdtemp(prefix="farm-sandbox-"))
+        try:
+            args = [f"{t}={src}" for t, src in prepare_rootfs(spec, points, scratch).items()]
+            argv = [sys.executable, "-m", "executor.sandbox.enter"]
+            if self.userns:
+                argv.append("--userns")
+            argv += [spec.to_json(), *args]
+            # The entry process gets a clean environment: nothing of the builder's
+            # (credentials included) reaches the step, which gets spec.env only.
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _package_root()}
+            return run_process(argv, output, env=env, timeout=timeout)
+        finally:
+            points.remove()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def unavailable(self) -> str | None:
+        if self.userns is False and os.geteuid() != 0:
+            return "needs root (run as uid 0, or use userns)"
+        with tempfile.TemporaryDirectory(prefix="farm-probe-") as tmp:
+            rootfs = Path(tmp)
+            chunks: list[bytes] = []
+            try:
+                status = self.run(
+                    RunSpec(rootfs, argv=()), chunks.append, timeout=_PROBE_TIMEOUT_SECONDS
+                )
+            except SandboxError as exc:
+                return str(exc)
+            if status != 0:
+                text = b"".join(chunks).decode(errors="replace").strip().splitlines()
+                reason = text[-1] if text else f"exit status {status}"
+                return reason.removeprefix("sandbox: ")
+        return None
+
+
+def _package_root() -> str:
+    """The directory holding the ``executor`` package, for the entry process's imports."""
+    return str(Path(__file__).resolve().parents[2])

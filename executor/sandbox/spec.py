@@ -1,0 +1,78 @@
+"""What a sandbox is asked to run: one RUN step, fully described."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Mount:
+    """Something made visible inside the rootfs for one step only.
+
+    ``kind`` is ``bind`` (``source`` on the host) or ``tmpfs``. ``target`` is an
+    absolute path inside the container.
+    """
+
+    kind: str
+    target: str
+    source: str = ""
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One process to run inside a stage rootfs."""
+
+    rootfs: Path
+    argv: tuple[str, ...]
+    env: tuple[str, ...] = ()  # KEY=VALUE, exactly what the process sees
+    workdir: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    network: str = "default"  # "none" gives the step a network namespace of its own
+    mounts: tuple[Mount, ...] = field(default=())
+    hostname: str = "buildkitsandbox"  # what Docker's and BuildKit's RUN steps see
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = asdict(self)
+        data["rootfs"] = str(self.rootfs)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        data = json.loads(text)
+        return cls(
+            rootfs=Path(data["rootfs"]),
+            argv=tuple(data["argv"]),
+            env=tuple(data["env"]),
+            workdir=data["workdir"],
+            uid=data["uid"],
+            gid=data["gid"],
+            groups=tuple(data["groups"]),
+            network=data["network"],
+            mounts=tuple(Mount(**m) for m in data["mounts"]),
+            hostname=data["hostname"],
+        )
+
+
+# Where a step's combined stdout and stderr go, chunk by chunk.
+OutputSink = Callable[[bytes], None]
+
+
+class Sandbox(Protocol):
+    """Runs a step inside a rootfs; never in the caller's own root."""
+
+    name: str
+
+    def run(self, spec: RunSpec, output: OutputSink, *, timeout: float | None = None) -> int:
+        """Run the step, stream its output, and return its exit status (128+N for signal N)."""
+        ...
+
+    def unavailable(self) -> str | None:
+        """None if this backend works on this host, else why not."""
+        ...
