@@ -5,7 +5,14 @@ import types
 
 import pytest
 
-PACKAGES = ["executor", "executor.oci", "executor.registry", "farm.cli"]
+PACKAGES = [
+    "executor",
+    "executor.dockerfile",
+    "executor.oci",
+    "executor.registry",
+    "executor.sandbox",
+    "farm.cli",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -1,0 +1,93 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from executor.fs.changes import Change, ChangeKind
+from executor.fs.snapshot import WalkSnapshotter
+
+A, D = ChangeKind.ADDED_OR_MODIFIED, ChangeKind.DELETED
+
+
+def _tree(root: Path) -> None:
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0\n")
+    (root / "var/lib/app").mkdir(parents=True)
+    (root / "var/lib/app/data").write_text("d")
+    (root / "var/lib/app/more").write_text("m")
+    (root / "bin").mkdir()
+    (root / "bin/sh").symlink_to("busybox")
+
+
+def _changes(root: Path, step: object) -> set[tuple[str, ChangeKind]]:
+    snap = WalkSnapshotter()
+    snap.begin(root)
+    step()  # type: ignore[operator]
+    return {(c.path, c.kind) for c in snap.finish()}
+
+
+@pytest.mark.parametrize(
+    ("name", "step", "expected"),
+    [
+        ("nothing", lambda r: None, set()),
+        (
+            "new file",
+            lambda r: (r / "etc/hosts").write_text("h"),
+            {("etc", A), ("etc/hosts", A)},
+        ),
+        (
+            "deleted tree reports only its top",
+            lambda r: shutil.rmtree(r / "var/lib/app"),
+            {("var/lib", A), ("var/lib/app", D)},
+        ),
+        ("chmod", lambda r: (r / "etc/passwd").chmod(0o600), {("etc/passwd", A)}),
+        (
+            "symlink retargeted",
+            lambda r: ((r / "bin/sh").unlink(), (r / "bin/sh").symlink_to("dash")),
+            {("bin", A), ("bin/sh", A)},
+        ),
+        (
+            "dir removed and made again whites out what is gone",
+            lambda r: (
+                shutil.rmtree(r / "var/lib/app"),
+                (r / "var/lib/app").mkdir(),
+                (r / "var/lib/app/new").write_text("n"),
+            ),
+            {
+                ("var/lib", A),
+                ("var/lib/app", A),
+                ("var/lib/app/new", A),
+                ("var/lib/app/data", D),
+                ("var/lib/app/more", D),
+            },
+        ),
+    ],
+)
+def test_walk_finds_exactly_the_changes(
+    tmp_path: Path, name: str, step: object, expected: set[tuple[str, ChangeKind]]
+) -> None:
+    _tree(tmp_path)
+    # Directory mtimes are only nanosecond-precise on some filesystems; make them differ.
+    os.utime(tmp_path / "etc", ns=(0, 0))
+    os.utime(tmp_path / "var/lib", ns=(0, 0))
+    os.utime(tmp_path / "bin", ns=(0, 0))
+    assert _changes(tmp_path, lambda: step(tmp_path)) == expected  # type: ignore[operator]
+
+
+def test_content_change_with_same_size_is_seen_through_mtime(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    path = tmp_path / "etc/passwd"
+    os.utime(path, ns=(0, 0))
+    assert _changes(tmp_path, lambda: path.write_text("ROOT:x:0:0\n")) == {("etc/passwd", A)}
+
+
+def test_the_finish_walk_is_the_next_baseline(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    snap = WalkSnapshotter(ignore=["/etc"])
+    snap.begin(tmp_path)
+    (tmp_path / "new").write_text("1")
+    (tmp_path / "etc/ignored").write_text("x")
+    assert snap.finish() == [Change("new", A)]
+    snap.begin(tmp_path)
+    assert snap.finish() == []
