@@ -27,6 +27,7 @@ from pathlib import Path
 from executor.errors import LayerError
 from executor.fs.changes import OPAQUE_MARKER, WHITEOUT_PREFIX
 from executor.fs.compression import decompressed
+from executor.fs.rootpath import DIR_FLAGS, clean_parts, resolve_dir
 from executor.oci.digest import CHUNK_SIZE, Digest, Hasher, Reader
 
 __all__ = ["ExtractOptions", "ExtractResult", "extract_layer"]
@@ -34,11 +35,8 @@ __all__ = ["ExtractOptions", "ExtractResult", "extract_layer"]
 _WHITEOUT = WHITEOUT_PREFIX.decode()
 _OPAQUE = OPAQUE_MARKER.decode()
 # Linux's own limit on symlinks followed while resolving one path (MAXSYMLINKS).
-_MAX_SYMLINK_HOPS = 40
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # Parents a layer does not list are made like containerd makes them.
-_IMPLICIT_DIR_MODE = 0o755
 # The xattrs a layer may set, as executor.fs.layer writes them: file capabilities
 # and the image's own user.* attributes; never trusted.*, security.selinux, system.*.
 _XATTR_NAMES = frozenset({"security.capability"})
@@ -112,7 +110,7 @@ def extract_layer(
     """Apply the layer in ``stream`` onto ``rootfs``; return its diff_id and counts."""
     rootfs.mkdir(parents=True, exist_ok=True)
     reader = _HashingReader(decompressed(stream, compression), options.max_bytes)  # type: ignore[arg-type]
-    root_fd = os.open(rootfs, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    root_fd = os.open(rootfs, DIR_FLAGS & ~os.O_NOFOLLOW)
     state = _State(root_fd, options.preserve_owners and os.geteuid() == 0)
     try:
         try:
@@ -147,7 +145,7 @@ def _apply(
 ) -> None:
     """Write one tar member, with errors named after it."""
     try:
-        parts = _clean(member.name)
+        parts = clean_parts(member.name)
         if not parts:
             return  # the root itself ("./"): the rootfs keeps its own metadata
         base = parts[-1]
@@ -156,7 +154,12 @@ def _apply(
             return
         if member.isreg() and max_bytes is not None and hasher.size + member.size > max_bytes:
             raise LayerError(f"layer expands beyond the limit of {max_bytes} bytes")
-        parent = _resolve(state, parts[:-1], create=True)
+        parent = resolve_dir(
+            state.root_fd,
+            parts[:-1],
+            create=True,
+            on_component=lambda fd, name: _mark(state, fd, name),
+        )
         try:
             _mark(state, parent, base)
             _write(state, tar, member, parent, base)
@@ -167,69 +170,6 @@ def _apply(
         state.files += 1
     except (LayerError, OSError, tarfile.TarError) as exc:
         raise LayerError(f"{member.name!r}: {exc}") from exc
-
-
-def _clean(name: str) -> list[str]:
-    """Path components of a member name, relative to the root; '..' may not climb out."""
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise LayerError("path climbs out of the rootfs")
-            parts.pop()
-        else:
-            parts.append(part)
-    return parts
-
-
-def _resolve(state: _State, parts: list[str], *, create: bool) -> int:
-    """An fd of the directory ``parts`` names, resolved as under chroot(rootfs)."""
-    stack: list[int] = []
-    todo = list(reversed(parts))
-    hops = 0
-    try:
-        while todo:
-            comp = todo.pop()
-            if comp in ("", "."):
-                continue
-            if comp == "..":
-                if stack:
-                    os.close(stack.pop())
-                continue
-            cur = stack[-1] if stack else state.root_fd
-            if create:
-                _mark(state, cur, comp)
-            try:
-                fd = os.open(comp, _DIR_FLAGS, dir_fd=cur)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                os.mkdir(comp, _IMPLICIT_DIR_MODE, dir_fd=cur)
-                fd = os.open(comp, _DIR_FLAGS, dir_fd=cur)
-            except OSError as exc:
-                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                if not stat.S_ISLNK(os.lstat(comp, dir_fd=cur).st_mode):
-                    if not create:
-                        raise NotADirectoryError(errno.ENOTDIR, "not a directory", comp) from exc
-                    raise LayerError(f"parent {comp!r} is not a directory") from exc
-                hops += 1
-                if hops > _MAX_SYMLINK_HOPS:
-                    raise LayerError("too many levels of symbolic links") from exc
-                target = os.readlink(comp, dir_fd=cur)
-                if target.startswith("/"):
-                    # Absolute targets start again at the rootfs, as under chroot.
-                    while stack:
-                        os.close(stack.pop())
-                todo.extend(reversed(target.split("/")))
-                continue
-            stack.append(fd)
-        return stack.pop() if stack else os.dup(state.root_fd)
-    finally:
-        for fd in stack:
-            os.close(fd)
 
 
 def _mark(state: _State, dir_fd: int, name: str) -> None:
@@ -257,7 +197,7 @@ def _whiteout(state: _State, parts: list[str]) -> None:
     base = parts[-1]
     state.whiteouts += 1
     try:
-        parent = _resolve(state, parts[:-1], create=False)
+        parent = resolve_dir(state.root_fd, parts[:-1], create=False)
     except (FileNotFoundError, NotADirectoryError):
         return  # nothing below to hide
     try:
@@ -289,7 +229,7 @@ def _prune(state: _State, dir_fd: int) -> None:
         if (here.st_dev, here.st_ino, name) not in state.added:
             _remove(name, dir_fd, st)
         elif stat.S_ISDIR(st.st_mode):
-            child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            child = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
             try:
                 _prune(state, child)
             finally:
@@ -309,7 +249,7 @@ def _write(
     if member.isdir():
         if existing is None or not stat.S_ISDIR(existing.st_mode):
             os.mkdir(name, 0o700, dir_fd=parent)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent)
         try:
             if state.chown:
                 os.fchown(fd, member.uid, member.gid)
@@ -382,11 +322,11 @@ def _hardlink(
     name: str,
     existing: os.stat_result | None,
 ) -> None:
-    target = _clean(member.linkname)
+    target = clean_parts(member.linkname)
     if not target:
         raise LayerError("hardlink to the rootfs itself")
     try:
-        target_parent = _resolve(state, target[:-1], create=False)
+        target_parent = resolve_dir(state.root_fd, target[:-1], create=False)
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise LayerError(f"hardlink target {member.linkname!r} does not exist") from exc
     try:
@@ -435,9 +375,9 @@ def _set_mtime(name: str, parent: int, member: tarfile.TarInfo) -> None:
 def _finish_dir(state: _State, parts: list[str], member: tarfile.TarInfo) -> None:
     """Set a directory's mode and mtime, after everything inside it was written."""
     try:
-        parent = _resolve(state, parts[:-1], create=False)
+        parent = resolve_dir(state.root_fd, parts[:-1], create=False)
         try:
-            fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+            fd = os.open(parts[-1], DIR_FLAGS, dir_fd=parent)
         finally:
             os.close(parent)
     except (FileNotFoundError, NotADirectoryError):

@@ -1,0 +1,114 @@
+"""Paths inside a rootfs, resolved as under chroot and never leaving it.
+
+Shared by layer extraction and the COPY and WORKDIR commands: everything that
+writes into a stage rootfs goes through ``resolve_dir`` and then acts on names
+relative to the directory fd it returns, with O_NOFOLLOW.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from executor.errors import LayerError
+
+__all__ = ["DIR_FLAGS", "IMPLICIT_DIR_MODE", "clean_parts", "makedirs", "open_root", "resolve_dir"]
+
+MAX_SYMLINK_HOPS = 40  # as Linux's own limit for one lookup
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Directories made on the way to a path get the mode Docker gives them.
+IMPLICIT_DIR_MODE = 0o755
+
+
+def open_root(rootfs: Path) -> int:
+    """An fd of the rootfs directory itself (which may be reached through a symlink)."""
+    rootfs.mkdir(parents=True, exist_ok=True)
+    return os.open(rootfs, DIR_FLAGS & ~os.O_NOFOLLOW)
+
+
+def clean_parts(name: str) -> list[str]:
+    """Path components of a member name, relative to the root; '..' may not climb out."""
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise LayerError("path climbs out of the rootfs")
+            parts.pop()
+        else:
+            parts.append(part)
+    return parts
+
+
+def resolve_dir(
+    root_fd: int,
+    parts: list[str],
+    *,
+    create: bool,
+    on_component: Callable[[int, str], None] | None = None,
+) -> int:
+    """An fd of the directory ``parts`` names, resolved as under chroot(rootfs).
+
+    Every component is opened with O_NOFOLLOW relative to the one before; a symlink
+    met on the way is followed by hand, an absolute target starting again at the
+    root and ``..`` stopping there, so nothing outside the root is ever reached.
+    ``create`` makes missing directories (mode 0755); ``on_component`` sees each
+    (parent fd, name) passed through.
+    """
+    stack: list[int] = []
+    todo = list(reversed(parts))
+    hops = 0
+    try:
+        while todo:
+            comp = todo.pop()
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if stack:
+                    os.close(stack.pop())
+                continue
+            cur = stack[-1] if stack else root_fd
+            if on_component is not None:
+                on_component(cur, comp)
+            try:
+                fd = os.open(comp, DIR_FLAGS, dir_fd=cur)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(comp, IMPLICIT_DIR_MODE, dir_fd=cur)
+                fd = os.open(comp, DIR_FLAGS, dir_fd=cur)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                if not stat.S_ISLNK(os.lstat(comp, dir_fd=cur).st_mode):
+                    if not create:
+                        raise NotADirectoryError(errno.ENOTDIR, "not a directory", comp) from exc
+                    raise LayerError(f"parent {comp!r} is not a directory") from exc
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise LayerError("too many levels of symbolic links") from exc
+                target = os.readlink(comp, dir_fd=cur)
+                if target.startswith("/"):
+                    # Absolute targets start again at the rootfs, as under chroot.
+                    while stack:
+                        os.close(stack.pop())
+                todo.extend(reversed(target.split("/")))
+                continue
+            stack.append(fd)
+        return stack.pop() if stack else os.dup(root_fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def makedirs(rootfs: Path, path: str) -> None:
+    """``mkdir -p`` of an absolute container path, inside the rootfs."""
+    root_fd = open_root(rootfs)
+    try:
+        os.close(resolve_dir(root_fd, clean_parts(path), create=True))
+    finally:
+        os.close(root_fd)
