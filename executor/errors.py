@@ -13,6 +13,9 @@ knows whether trying again could help (``temporary``)::
     ├── LayerError                 a layer that cannot be written or read
     ├── CredentialsError           a credential store or helper that failed
     ├── SandboxError               no sandbox backend can run the step here
+    ├── StepFailedError            a RUN step exited non-zero (the user's build failed)
+    ├── BuildInputError            a build input that is wrong: a missing COPY source,
+    │                              an unknown stage, a secret that was not given
     └── RegistryError              the registry said no, or could not be reached
         ├── AuthenticationError    401: no credentials, or wrong ones
         ├── AuthorizationError     403: credentials that may not do this
@@ -71,6 +74,19 @@ class CredentialsError(ExecutorError):
 
 class SandboxError(ExecutorError):
     """A sandbox backend that is unavailable on this host or failed to start a step."""
+
+
+class StepFailedError(ExecutorError):
+    """A RUN step that exited non-zero; the message has the line, status and output tail."""
+
+    def __init__(self, message: str, *, exit_code: int, tail: tuple[str, ...] = ()) -> None:
+        super().__init__(message, temporary=False)
+        self.exit_code = exit_code
+        self.tail = tail
+
+
+class BuildInputError(ExecutorError):
+    """A build input that is wrong: a missing COPY source, an unknown stage or secret."""
 
 
 class RegistryError(ExecutorError):

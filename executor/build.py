@@ -1,0 +1,254 @@
+"""One build, start to finish: a short list of named steps.
+
+open the context -> parse the Dockerfile -> pick the stages the target needs
+-> run each stage -> add the build's labels -> write the outputs -> report
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from executor import base
+from executor.dockerfile import (
+    Copy,
+    Dockerfile,
+    Instruction,
+    Run,
+    Stage,
+    expand_base,
+    parse_dockerfile,
+    resolve_meta_args,
+    unconsumed_build_args,
+)
+from executor.errors import BuildInputError
+from executor.fs.snapshot import WalkSnapshotter
+from executor.image import BuildImage
+from executor.oci.digest import Digest
+from executor.oci.manifest import Platform
+from executor.oci.reference import ImageReference
+from executor.options import BuildOptions
+from executor.output import write_outputs
+from executor.registry.client import RegistryConnector
+from executor.report import BuildReporter
+from executor.sandbox.select import choose_sandbox
+from executor.sandbox.spec import Sandbox
+from executor.stage import BuildServices, StageState, created_timestamp, run_step
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build made."""
+
+    digest: Digest
+    image: BuildImage
+    timings: Mapping[str, float]
+
+
+def _deps(stage: Stage, names: Mapping[str, int], meta: Mapping[str, str]) -> set[int]:
+    """Indexes of the earlier stages a stage reads from (FROM, COPY --from, RUN --mount from)."""
+    refs: list[str] = [expand_base(stage, meta)[0]]
+    for inst in stage.instructions:
+        if isinstance(inst, Copy) and inst.from_:
+            refs.append(inst.from_)
+        if isinstance(inst, Run):
+            refs.extend(m.get("from") or "" for m in inst.mounts)
+    found = set()
+    for ref in refs:
+        key = ref.lower()
+        if key in names and names[key] < stage.index:
+            found.add(names[key])
+        elif key.isdigit() and int(key) < stage.index:
+            found.add(int(key))
+    return found
+
+
+def stages_needed(
+    dockerfile: Dockerfile, target: str | None, meta: Mapping[str, str]
+) -> list[Stage]:
+    """The target stage (default: the last) and every stage it depends on, in order."""
+    stages = dockerfile.stages
+    names = {s.name: s.index for s in stages if s.name}
+    if target is None:
+        goal = stages[-1].index
+    elif target.lower() in names:
+        goal = names[target.lower()]
+    else:
+        known = ", ".join(s.name for s in stages if s.name) or "none"
+        raise BuildInputError(f"target stage {target!r} not found (stages: {known})")
+    needed = {goal}
+    todo = [goal]
+    while todo:
+        for dep in _deps(stages[todo.pop()], names, meta):
+            if dep not in needed:
+                needed.add(dep)
+                todo.append(dep)
+    return [s for s in stages if s.index in needed]
+
+
+class _Stages:
+    """Finished stages by name and index; also images COPY --from names."""
+
+    def __init__(self, workspace: Path, connector: RegistryConnector, platform: Platform) -> None:
+        self._workspace = workspace
+        self._connector = connector
+        self._platform = platform
+        self.done: dict[str, StageState] = {}
+        self._images: dict[str, Path] = {}
+
+    def add(self, state: StageState) -> None:
+        self.done[str(state.index)] = state
+        if state.name:
+            self.done[state.name] = state
+
+    def get(self, name: str) -> StageState | None:
+        return self.done.get(name.lower())
+
+    def stage_rootfs(self, name: str) -> Path | None:
+        state = self.get(name)
+        return state.ensure_rootfs() if state is not None else None
+
+    def image_rootfs(self, reference: str) -> Path:
+        if reference not in self._images:
+            image = base.pull(self._connector, ImageReference.parse(reference), self._platform)
+            rootfs = self._workspace / "images" / str(len(self._images)) / "rootfs"
+            base.unpack(image, rootfs)
+            self._images[reference] = rootfs
+        return self._images[reference]
+
+
+def _onbuild_instructions(triggers: tuple[str, ...], filename: str) -> tuple[Instruction, ...]:
+    if not triggers:
+        return ()
+    text = "FROM scratch\n" + "\n".join(triggers) + "\n"
+    return (
+        parse_dockerfile(text, filename=f"{filename} (ONBUILD of the base image)")
+        .stages[0]
+        .instructions
+    )
+
+
+def _run_stage(
+    stage: Stage,
+    services: BuildServices,
+    stages: _Stages,
+    connector: RegistryConnector,
+    *,
+    total: int,
+    number: int,
+) -> StageState:
+    options = services.options
+    image_name, platform_text = expand_base(stage, services.meta_args)
+    platform = (
+        Platform.parse(platform_text) if platform_text else options.platform or Platform.host()
+    )
+    earlier = stages.get(image_name)
+    reporter = services.reporter
+    steps = len(stage.instructions)
+    reporter.step(number, total, 0, steps, stage.from_.original)
+    if earlier is not None:
+        parent = earlier.image
+    elif image_name.lower() == "scratch":
+        parent = base.scratch(platform)
+    else:
+        with reporter.phase("pull"):
+            parent = base.pull(connector, ImageReference.parse(image_name), platform)
+    triggers = parent.config.config.on_build
+    # ONBUILD triggers run once, in the first stage built FROM the image; not inherited.
+    parent = parent.with_config(
+        parent.config.with_config(replace(parent.config.config, on_build=()))
+    )
+    label = re.sub(r"[^a-z0-9_.-]", "_", stage.name or str(stage.index))
+    state = StageState(
+        index=stage.index,
+        name=stage.name,
+        image=parent,
+        rootfs=options.workspace / "stages" / f"{stage.index}-{label}" / "rootfs",
+        services=services,
+    )
+    instructions = (
+        *_onbuild_instructions(triggers, stage.from_.location.file),
+        *stage.instructions,
+    )
+    for number_in_stage, instruction in enumerate(instructions, start=1):
+        reporter.step(number, total, number_in_stage, len(instructions), instruction.original)
+        run_step(state, instruction)
+    return state
+
+
+def build(
+    options: BuildOptions,
+    *,
+    connector: RegistryConnector,
+    reporter: BuildReporter,
+    sandbox: Sandbox | None = None,
+) -> BuildResult:
+    """Build the Dockerfile the options name and write the outputs they ask for."""
+    started = time.monotonic()
+    workspace = options.workspace
+    workspace.mkdir(parents=True, exist_ok=True)
+    with reporter.phase("context"):
+        context_root, dockerfile_text, dockerfile_name = _open_context(options)
+    dockerfile = parse_dockerfile(dockerfile_text, filename=dockerfile_name)
+    meta = resolve_meta_args(dockerfile, options.build_args)
+    needed = stages_needed(dockerfile, options.target, meta)
+    for name in unconsumed_build_args(dockerfile, options.build_args, stages=needed):
+        reporter.info(f"warning: build-arg {name} was not consumed by any ARG")
+    platform = options.platform or Platform.host()
+    stages = _Stages(workspace, connector, platform)
+    services = BuildServices(
+        options=options,
+        sandbox=sandbox or choose_sandbox(options.sandbox),
+        snapshotter=WalkSnapshotter(ignore=options.ignore_paths),
+        reporter=reporter,
+        context_root=context_root,
+        layers_dir=workspace / "layers",
+        stages=stages,
+        escape=dockerfile.escape,
+        meta_args=meta,
+        created=created_timestamp(options),
+    )
+    final: StageState | None = None
+    for number, stage in enumerate(needed, start=1):
+        final = _run_stage(stage, services, stages, connector, total=len(needed), number=number)
+        stages.add(final)
+    assert final is not None  # a Dockerfile has at least one stage
+    image = _finish(final.image, options, services.created)
+    digest = write_outputs(image, options, connector, reporter)
+    timings = dict(reporter.timings)
+    timings["total"] = time.monotonic() - started
+    if options.timings_file is not None:
+        options.timings_file.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
+    reporter.info(f"built {digest} ({len(image.layers)} layers, {timings['total']:.2f}s)")
+    return BuildResult(digest, image, timings)
+
+
+def _finish(image: BuildImage, options: BuildOptions, created: str) -> BuildImage:
+    config = image.config
+    labels = {**config.config.labels, **options.labels}
+    config = replace(config, created=created, config=replace(config.config, labels=labels))
+    return image.with_config(config)
+
+
+def _open_context(options: BuildOptions) -> tuple[Path, str, str]:
+    spec = options.context
+    root = Path(spec.removeprefix("dir://"))
+    if not root.is_dir():
+        raise BuildInputError(f"build context {spec} is not a directory")
+    dockerfile = Path(options.dockerfile)
+    path = dockerfile if dockerfile.is_absolute() else root / dockerfile
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BuildInputError(f"reading the Dockerfile {path}: {exc.strerror}") from exc
+    return root, text, options.dockerfile
+
+
+def clean_workspace(workspace: Path) -> None:
+    """Remove everything a build wrote (stage rootfs trees are big)."""
+    shutil.rmtree(workspace, ignore_errors=True)

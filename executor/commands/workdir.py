@@ -1,0 +1,25 @@
+"""WORKDIR: set the working directory, creating it in the rootfs if it is missing."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import TYPE_CHECKING
+
+from executor.dockerfile import Workdir, expand
+from executor.fs.rootpath import makedirs
+
+if TYPE_CHECKING:
+    from executor.stage import StageState
+
+
+def workdir(state: StageState, inst: Workdir) -> None:
+    path = expand(
+        inst.path, state.variables(), location=inst.location, escape=state.services.escape
+    )
+    # A relative WORKDIR is relative to the one before it (Docker's docs).
+    current = state.config.working_dir or "/"
+    resolved = posixpath.normpath(posixpath.join(current, path))
+    makedirs(state.ensure_rootfs(), resolved)
+    from dataclasses import replace
+
+    state.set_config(replace(state.config, working_dir=resolved))

@@ -1,0 +1,81 @@
+"""USER values to numeric ids, through the image's own /etc/passwd and /etc/group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from executor.errors import ExecutorError
+
+
+class UserError(ExecutorError):
+    """A USER or --chown naming a user or group the image does not have."""
+
+
+@dataclass(frozen=True)
+class Ids:
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+def _read_db(rootfs: Path, name: str) -> list[list[str]]:
+    path = rootfs / "etc" / name
+    try:
+        # The file lives in the image; never follow a link out of the rootfs.
+        if path.is_symlink():
+            return []
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def _lookup_group(rootfs: Path, group: str) -> int:
+    if group.isdigit():
+        return int(group)
+    for fields in _read_db(rootfs, "group"):
+        if len(fields) >= 3 and fields[0] == group:
+            return int(fields[2])
+    raise UserError(f"group {group!r} not found in the image's /etc/group")
+
+
+def resolve_user(rootfs: Path, spec: str) -> Ids:
+    """``user[:group]`` (names or numbers) to ids; an empty spec is root."""
+    user, _, group = (spec or "0").partition(":")
+    passwd = _read_db(rootfs, "passwd")
+    uid: int | None = None
+    primary = 0
+    name = None
+    if user.isdigit():
+        uid = int(user)
+        for fields in passwd:
+            if len(fields) >= 4 and fields[2] == user:
+                primary, name = int(fields[3]), fields[0]
+                break
+        else:
+            primary = 0  # as runc: a uid the image does not know runs with gid 0
+    else:
+        for fields in passwd:
+            if len(fields) >= 4 and fields[0] == user:
+                uid, primary, name = int(fields[2]), int(fields[3]), user
+                break
+        if uid is None:
+            raise UserError(f"user {user!r} not found in the image's /etc/passwd")
+    if group:
+        return Ids(uid, _lookup_group(rootfs, group))
+    groups = [primary]
+    if name is not None:
+        for fields in _read_db(rootfs, "group"):
+            if len(fields) >= 4 and name in fields[3].split(",") and fields[2].isdigit():
+                gid = int(fields[2])
+                if gid not in groups:
+                    groups.append(gid)
+    return Ids(uid, primary, tuple(groups))
+
+
+def resolve_chown(rootfs: Path, spec: str) -> tuple[int, int]:
+    """``--chown=user[:group]``; with no group the gid is the uid (Docker's COPY docs)."""
+    user, _, group = spec.partition(":")
+    uid = resolve_user(rootfs, user).uid
+    return uid, (_lookup_group(rootfs, group) if group else uid)
