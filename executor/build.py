@@ -190,6 +190,8 @@ def build(
 ) -> BuildResult:
     """Build the Dockerfile the options name and write the outputs they ask for."""
     started = time.monotonic()
+    if options.snapshot_mode == "overlay":
+        raise BuildInputError("--snapshot-mode=overlay is not available yet; use walk (or auto)")
     workspace = options.workspace
     workspace.mkdir(parents=True, exist_ok=True)
     with reporter.phase("context"):

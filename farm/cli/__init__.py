@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from executor.errors import ExecutorError
-from farm.cli import image
+from farm.cli import build, image
 
 __all__ = ["build_parser", "main"]
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    build.add_parser(commands)
     image.add_parser(commands)
     return parser
 

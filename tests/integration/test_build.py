@@ -1,0 +1,261 @@
+"""`farm build` end to end: real base image, real registry, real sandbox, checked by
+skopeo, umoci and runc."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.images import PushedImage
+from tests.support.runtime import run_image, unpack_image
+
+
+def farm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "farm", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def write_context(root: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Dockerfile").write_text(textwrap.dedent(dockerfile).lstrip())
+    for name, content in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return root
+
+
+def skopeo_config(reference: str) -> dict[str, object]:
+    out = subprocess.run(
+        [
+            "skopeo",
+            "inspect",
+            "--config",
+            "--tls-verify=false",
+            "--no-creds",
+            f"docker://{reference}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+APP = """
+    ARG BASE
+    FROM ${BASE}
+    ENV GREETING="hello from farm" APP_HOME=/srv/app
+    WORKDIR $APP_HOME
+    RUN echo "$GREETING" > greeting.txt && chmod 0640 greeting.txt && mkdir -p data \\
+        && ln -s greeting.txt hello && chown -R app:app data
+    RUN rm -rf /home/app && rm /etc/group- 2>/dev/null; echo done
+    USER app
+    RUN id -un > /tmp/whoami
+    LABEL org.example.team=builds
+    EXPOSE 8080/tcp 9090
+    STOPSIGNAL SIGTERM
+    ENTRYPOINT ["/bin/sh", "-c"]
+    CMD ["echo \\"$GREETING as $(id -un) in $(pwd)\\""]
+"""
+
+
+def test_build_push_inspect_unpack_and_run(busybox_image: PushedImage, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", APP)
+    ref = f"{busybox_image.registry.host}/team/app:1"
+    layout = tmp_path / "layout"
+    result = farm(
+        "build",
+        "--context", str(ctx),
+        "--build-arg", f"BASE={busybox_image.reference}",
+        "--destination", ref,
+        "--oci-layout-path", str(layout),
+        "--digest-file", str(tmp_path / "digest"),
+        "--label", "org.example.build=42",
+        "--timings-file", str(tmp_path / "timings.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    digest = (tmp_path / "digest").read_text()
+    assert result.stdout.strip() == digest
+    assert "[stage 1/1 step 3/11] RUN echo" in result.stderr
+
+    inspected = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", "--no-creds", f"docker://{ref}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert inspected["Digest"] == digest
+    config = skopeo_config(ref)["config"]
+    assert isinstance(config, dict)
+    assert "GREETING=hello from farm" in config["Env"]
+    assert config["WorkingDir"] == "/srv/app"
+    assert config["User"] == "app"
+    assert config["Labels"] == {"org.example.team": "builds", "org.example.build": "42"}
+    assert sorted(config["ExposedPorts"]) == ["8080/tcp", "9090/tcp"]
+    assert config["StopSignal"] == "SIGTERM"
+    assert config["Entrypoint"] == ["/bin/sh", "-c"]
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert timings["run"] > 0 and timings["total"] >= timings["run"]
+
+    rootfs = unpack_image(layout, "1", tmp_path / "bundle")
+    greeting = rootfs / "srv/app/greeting.txt"
+    assert greeting.read_text() == "hello from farm\n"
+    assert greeting.stat().st_mode & 0o777 == 0o640
+    assert os.readlink(rootfs / "srv/app/hello") == "greeting.txt"
+    assert (rootfs / "srv/app/data").stat().st_uid == 1000
+    assert not (rootfs / "home/app").exists()  # a whiteout in the layer removed it
+    assert (rootfs / "tmp/whoami").read_text() == "app\n"
+
+    ran = run_image(layout, "1", tmp_path / "run-bundle")
+    assert ran.status == 0, ran.stderr
+    assert ran.stdout == "hello from farm as app in /srv/app\n"
+
+
+def test_failing_run_names_the_line_code_and_output(
+    busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        RUN echo preparing
+        RUN echo first line; echo "the real problem" >&2; exit 7
+        RUN echo never
+        """,
+    )
+    workspace = tmp_path / "ws"
+    before = set(os.listdir("/tmp"))
+    result = farm("build", "--context", str(ctx), "--no-push", "--workspace", str(workspace))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()
+    message = "\n".join(last[-4:])
+    assert "farm: error: Dockerfile:3: RUN echo first line;" in message
+    assert "exit code 7" in message
+    assert "| the real problem" in message
+    assert "never" not in result.stderr.split("farm: error:")[0].split("RUN echo never")[-1]
+    assert "Traceback" not in result.stderr
+    assert set(os.listdir("/tmp")) - before <= {
+        p for p in os.listdir("/tmp") if p.startswith("pytest")
+    }
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "message"),
+    [
+        ("FROM scratch\nFOO bar\n", "Dockerfile:2: unknown instruction"),
+        ("RUN echo hi\n", "Dockerfile:1:"),
+        ("FROM scratch\nCOPY --nope x /\n", "Dockerfile:2:"),
+    ],
+)
+def test_dockerfile_errors_name_the_line(tmp_path: Path, dockerfile: str, message: str) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    result = farm("build", "--context", str(ctx), "--no-push")
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_reproducible_builds_give_one_digest(busybox_image: PushedImage, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        RUN mkdir /out && echo stable > /out/file && touch /out/file
+        CMD ["cat", "/out/file"]
+        """,
+    )
+    digests = []
+    for run in range(2):
+        result = farm(
+            "build", "--context", str(ctx), "--reproducible", "--no-push",
+            "--tar-path", str(tmp_path / f"image{run}.tar"),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        digests.append(result.stdout.strip())
+    assert digests[0] == digests[1]
+    with tarfile.open(tmp_path / "image0.tar") as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        config = json.load(tar.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
+    assert config["created"] == "1970-01-01T00:00:00Z"
+
+
+def test_multi_stage_target_builds_only_what_it_needs(
+    busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference} AS unused
+        RUN exit 1
+        FROM {busybox_image.reference} AS builder
+        RUN mkdir -p /out && echo built > /out/artifact
+        FROM builder AS tested
+        RUN test -f /out/artifact && echo tested > /out/tested
+        FROM scratch
+        COPY --from=unused /etc/passwd /never
+        """,
+    )
+    layout = tmp_path / "layout"
+    result = farm(
+        "build", "--context", str(ctx), "--target", "tested", "--no-push",
+        "--oci-layout-path", str(layout),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "RUN exit 1" not in result.stderr
+    rootfs = unpack_image(layout, "latest", tmp_path / "bundle")
+    assert (rootfs / "out/artifact").read_text() == "built\n"
+    assert (rootfs / "out/tested").read_text() == "tested\n"
+    bad = farm("build", "--context", str(ctx), "--target", "nope", "--no-push")
+    assert bad.returncode == 1 and "target stage 'nope' not found" in bad.stderr
+
+
+def test_secrets_reach_only_the_step_that_asks(busybox_image: PushedImage, tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("hunter2-very-secret")
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /token-length
+        RUN test ! -e /run/secrets/token && echo absent > /later
+        """,
+    )
+    archive = tmp_path / "image.tar"
+    result = farm(
+        "build", "--context", str(ctx), "--no-push", "--tar-path", str(archive),
+        "--secret", f"id=token,src={secret}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+    data = archive.read_bytes()
+    assert b"hunter2" not in data
+    rootfs = tmp_path / "rootfs"
+    with tarfile.open(archive) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        names = []
+        for layer in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
+                names += inner.getnames()
+                inner.extractall(rootfs, filter="fully_trusted")
+    assert not any("run/secrets" in n for n in names)
+    assert (rootfs / "token-length").read_text().strip() == "19"
+    assert (rootfs / "later").read_text() == "absent\n"
