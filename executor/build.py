@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from executor import base
+from executor.context import open_context
 from executor.dockerfile import (
     Copy,
     Dockerfile,
@@ -195,8 +196,12 @@ def build(
     workspace = options.workspace
     workspace.mkdir(parents=True, exist_ok=True)
     with reporter.phase("context"):
-        context_root, dockerfile_text, dockerfile_name = _open_context(options)
-    dockerfile = parse_dockerfile(dockerfile_text, filename=dockerfile_name)
+        context = open_context(options.context, dockerfile=options.dockerfile, workspace=workspace)
+    try:
+        dockerfile_text = context.read_dockerfile().decode()
+    except UnicodeDecodeError as exc:
+        raise BuildInputError(f"{options.dockerfile}: not UTF-8 text") from exc
+    dockerfile = parse_dockerfile(dockerfile_text, filename=options.dockerfile)
     meta = resolve_meta_args(dockerfile, options.build_args)
     needed = stages_needed(dockerfile, options.target, meta)
     for name in unconsumed_build_args(dockerfile, options.build_args, stages=needed):
@@ -208,7 +213,7 @@ def build(
         sandbox=sandbox or choose_sandbox(options.sandbox),
         snapshotter=WalkSnapshotter(ignore=options.ignore_paths),
         reporter=reporter,
-        context_root=context_root,
+        context=context,
         layers_dir=workspace / "layers",
         stages=stages,
         escape=dockerfile.escape,
@@ -235,20 +240,6 @@ def _finish(image: BuildImage, options: BuildOptions, created: str) -> BuildImag
     labels = {**config.config.labels, **options.labels}
     config = replace(config, created=created, config=replace(config.config, labels=labels))
     return image.with_config(config)
-
-
-def _open_context(options: BuildOptions) -> tuple[Path, str, str]:
-    spec = options.context
-    root = Path(spec.removeprefix("dir://"))
-    if not root.is_dir():
-        raise BuildInputError(f"build context {spec} is not a directory")
-    dockerfile = Path(options.dockerfile)
-    path = dockerfile if dockerfile.is_absolute() else root / dockerfile
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BuildInputError(f"reading the Dockerfile {path}: {exc.strerror}") from exc
-    return root, text, options.dockerfile
 
 
 def clean_workspace(workspace: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from executor.base import unpack
+from executor.context import BuildContext
 from executor.fs.changes import Change
 from executor.fs.layer import LayerOptions, write_layer
 from executor.fs.snapshot import Snapshotter
@@ -46,7 +47,7 @@ class BuildServices:
     sandbox: Sandbox
     snapshotter: Snapshotter
     reporter: BuildReporter
-    context_root: Path
+    context: BuildContext
     layers_dir: Path
     stages: StageLookup
     escape: str = "\\"

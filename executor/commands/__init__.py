@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from executor.commands import config, run, workdir
+from executor.commands import config, copy, run, workdir
 from executor.dockerfile import (
     Arg,
     Cmd,
+    Copy,
     Entrypoint,
     Env,
     Expose,
@@ -46,6 +47,7 @@ class Command:
 _TABLE: dict[type, Command] = {
     Arg: Command(config.arg, touches_filesystem=False),
     Cmd: Command(config.cmd, touches_filesystem=False),
+    Copy: Command(copy.copy, touches_filesystem=True),
     Entrypoint: Command(config.entrypoint, touches_filesystem=False),
     Env: Command(config.env, touches_filesystem=False),
     Expose: Command(config.expose, touches_filesystem=False),
@@ -60,11 +62,6 @@ _TABLE: dict[type, Command] = {
     Volume: Command(config.volume, touches_filesystem=False),
     Workdir: Command(workdir.workdir, touches_filesystem=True),
 }
-
-
-def register(kind: type, command: Command) -> None:
-    """Add a command (COPY/ADD register themselves from their module)."""
-    _TABLE[kind] = command
 
 
 def command_for(instruction: Instruction) -> Command:

@@ -75,7 +75,7 @@ def _mounts(state: StageState, inst: Run) -> tuple[Mount, ...]:
             from_stage = mount.get("from")
             root = (
                 state.services.stages.stage_rootfs(from_stage) if from_stage else None
-            ) or state.services.context_root
+            ) or state.services.context.root
             source = root / source_name
             if not source.exists():
                 raise BuildInputError(f"{where}: bind mount source {source_name!r} not found")

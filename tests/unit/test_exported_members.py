@@ -7,6 +7,7 @@ import pytest
 
 PACKAGES = [
     "executor",
+    "executor.context",
     "executor.dockerfile",
     "executor.oci",
     "executor.registry",
