@@ -106,12 +106,10 @@ def copy(state: StageState, inst: Copy) -> None:
                 _unpack_archive(inst, rootfs, match.host_path, dest)
                 continue
             for entry in context.walk(match):
-                if entry.dest:
-                    target = posixpath.join(dest, entry.dest) if as_dir else dest
-                else:
-                    target = dest
-                if not as_dir and not match.is_dir and entry.dest:
-                    target = dest
+                # A directory's contents go into dest; a file goes into dest if dest is a
+                # directory, else it becomes dest.
+                into = match.is_dir or as_dir
+                target = posixpath.join(dest, entry.dest) if into and entry.dest else dest
                 mtime = entry.stat.st_mtime_ns
                 if entry.kind is FileKind.DIR:
                     copier.put_dir(target, mode=mode(entry.stat.st_mode), mtime_ns=mtime)
