@@ -118,7 +118,8 @@ def created_timestamp(options: BuildOptions) -> str:
         if epoch is not None
         else datetime.datetime.now(datetime.UTC)
     )
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if epoch is not None else when.isoformat()
+    # RFC 3339 in UTC, as Docker writes it; whole seconds when pinned for reproducibility.
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ" if epoch is not None else "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def run_step(state: StageState, instruction: Instruction) -> None:
