@@ -57,6 +57,12 @@ def add_parser(commands: Any) -> None:
     p.add_argument(
         "--workspace", type=Path, help="keep the build's files here (default: a temp dir)"
     )
+    p.add_argument(
+        "--run-cache-dir",
+        type=Path,
+        help="RUN --mount=type=cache directories live here and persist across builds "
+        "(default: inside the workspace, so per build)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
     add_registry_flags(p)
     p.set_defaults(func=run_build)
@@ -123,6 +129,7 @@ def run_build(args: argparse.Namespace) -> int:
         secrets=_secrets(args.secret),
         sandbox=args.sandbox,
         timings_file=args.timings_file,
+        run_cache_dir=args.run_cache_dir,
     )
     reporter = BuildReporter(sys.stderr, quiet=args.quiet)
     try:

@@ -1,0 +1,138 @@
+"""The rest of farm build's surface: ONBUILD, RUN mounts and network, outputs, contexts."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+from tests.integration.test_build import farm, write_context
+from tests.support.images import PushedImage
+from tests.support.runtime import unpack_image
+
+
+def _config(layout: Path, tag: str = "latest") -> dict[str, object]:
+    result = farm("image", "inspect", "--json", f"oci:{layout}:{tag}")
+    assert result.returncode == 0, result.stderr
+    report: dict[str, object] = json.loads(result.stdout)
+    return report
+
+
+def test_onbuild_triggers_run_in_the_child(busybox_image: PushedImage, tmp_path: Path) -> None:
+    host = busybox_image.registry.host
+    parent = write_context(
+        tmp_path / "parent",
+        f"""
+        FROM {busybox_image.reference}
+        ONBUILD RUN echo triggered > /onbuild
+        ONBUILD ENV FROM_TRIGGER=yes
+        """,
+    )
+    result = farm("build", "--context", str(parent), "--destination", f"{host}/parent:1")
+    assert result.returncode == 0, result.stderr
+    child = write_context(tmp_path / "child", f"FROM {host}/parent:1\nRUN cat /onbuild\n")
+    layout = tmp_path / "layout"
+    result = farm("build", "--context", str(child), "--no-push", "--oci-layout-path", str(layout))
+    assert result.returncode == 0, result.stderr
+    assert "RUN echo triggered > /onbuild" in result.stderr
+    rootfs = unpack_image(layout, "latest", tmp_path / "bundle")
+    assert (rootfs / "onbuild").read_text() == "triggered\n"
+    config = _config(layout)["config"]
+    assert isinstance(config, dict)
+    assert "FROM_TRIGGER=yes" in config["env"]
+
+
+def test_run_mounts_and_network(busybox_image: PushedImage, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        RUN --mount=type=cache,target=/var/cache/pkgs echo cached > /var/cache/pkgs/item
+        RUN --mount=type=cache,target=/var/cache/pkgs cp /var/cache/pkgs/item /from-cache
+        RUN --mount=type=bind,source=app,target=/src cat /src/file > /from-bind
+        RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && ls /scratch > /from-tmpfs
+        RUN --network=none tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > /interfaces
+        """,
+        {"app/file": "bound\n"},
+    )
+    layout = tmp_path / "layout"
+    result = farm(
+        "build", "--context", str(ctx), "--no-push", "--oci-layout-path", str(layout),
+        "--run-cache-dir", str(tmp_path / "run-cache"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rootfs = unpack_image(layout, "latest", tmp_path / "bundle")
+    assert (rootfs / "from-cache").read_text() == "cached\n"
+    assert not (rootfs / "var/cache/pkgs/item").exists()  # the cache is not in the image
+    assert (tmp_path / "run-cache/var_cache_pkgs/item").read_text() == "cached\n"
+    assert (rootfs / "from-bind").read_text() == "bound\n"
+    assert not (rootfs / "src").exists() and not (rootfs / "scratch").exists()
+    assert (rootfs / "from-tmpfs").read_text() == "t\n"
+    assert (rootfs / "interfaces").read_text() == "lo\n"
+
+
+def test_outputs_compression_and_tar_context(busybox_image: PushedImage, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        COPY hello.txt /hello.txt
+        RUN mkdir -p /var/log/app && echo noise > /var/log/app/log && echo kept > /kept
+        """,
+        {"hello.txt": "hi\n"},
+    )
+    context_tar = tmp_path / "context.tar.gz"
+    with tarfile.open(context_tar, "w:gz") as tar:
+        for path in sorted(ctx.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(ctx)), recursive=False)
+    ref = f"{busybox_image.registry.host}/zstd/app:2"
+    layout = tmp_path / "layout"
+    result = farm(
+        "build", "--context", f"tar://{context_tar}", "--destination", ref,
+        "--oci-layout-path", str(layout), "--compression", "zstd", "--compression-level", "5",
+        "--ignore-path", "/var/log", "--image-name-with-digest-file", str(tmp_path / "names"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    digest = result.stdout.strip()
+    assert (tmp_path / "names").read_text() == f"{busybox_image.registry.host}/zstd/app@{digest}\n"
+    report = _config(layout, "2")
+    layers = report["layers"]
+    assert isinstance(layers, list)
+    # The base layer keeps its gzip; the two new ones are zstd.
+    assert [layer["mediaType"].rsplit("+", 1)[-1] for layer in layers] == ["gzip", "zstd", "zstd"]
+    copy = farm("image", "copy", f"oci:{layout}:2", f"oci:{tmp_path / 'copy'}:x")
+    assert copy.returncode == 0, copy.stderr
+    archive = tmp_path / "flat.tar"
+    assert farm("image", "copy", ref, f"docker-archive:{archive}").returncode == 0
+    with tarfile.open(archive) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        names: list[str] = []
+        for layer in manifest[0]["Layers"][1:]:
+            with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
+                names += inner.getnames()
+    assert "kept" in names and "hello.txt" in names
+    assert not any(n.startswith("var/log") for n in names)
+
+
+def test_registry_mirror_serves_docker_hub_bases(
+    busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", "FROM busybox\nRUN echo mirrored > /m\n")
+    layout = tmp_path / "layout"
+    result = farm(
+        "build", "--context", str(ctx), "--no-push", "--oci-layout-path", str(layout),
+        "--registry-mirror", busybox_image.registry.host,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (unpack_image(layout, "latest", tmp_path / "b") / "m").read_text() == "mirrored\n"
+
+
+def test_custom_platform_sets_the_config(tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", "FROM scratch\nCOPY a /a\n", {"a": "x"})
+    layout = tmp_path / "layout"
+    result = farm(
+        "build", "--context", str(ctx), "--no-push", "--oci-layout-path", str(layout),
+        "--custom-platform", "linux/arm64/v8",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _config(layout)["platform"] == "linux/arm64/v8"
