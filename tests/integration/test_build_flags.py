@@ -136,3 +136,39 @@ def test_custom_platform_sets_the_config(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert _config(layout)["platform"] == "linux/arm64/v8"
+
+
+def test_a_200_mib_file_keeps_the_builder_small(tmp_path: Path) -> None:
+    """Layers stream: a 200 MiB file written by RUN must not raise peak RSS past 150 MiB."""
+    import shutil
+    import subprocess
+    import sys
+
+    ctx = write_context(
+        tmp_path / "ctx",
+        """
+        FROM scratch
+        COPY busybox /bin/busybox
+        RUN ["/bin/busybox", "sh", "-c", "/bin/busybox head -c 209715200 /dev/urandom > /big"]
+        """,
+    )
+    shutil.copy2(shutil.which("busybox") or "/bin/busybox", ctx / "busybox")
+    # A fresh parent process, so the peak is this build's alone, not the test run's.
+    probe = (
+        "import resource, subprocess, sys\n"
+        "rc = subprocess.run(sys.argv[1:]).returncode\n"
+        "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    out = subprocess.run(
+        [
+            sys.executable, "-c", probe, sys.executable, "-m", "farm", "build",
+            "--context", str(ctx), "--no-push", "--compression", "zstd", "-q",
+            "--oci-layout-path", str(tmp_path / "layout"),
+        ],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    rc, peak_kib = out.stdout.split()[-2:]
+    assert rc == "0", out.stderr
+    assert int(peak_kib) < 150 * 1024, f"peak RSS {int(peak_kib) // 1024} MiB"
+    blobs = list((tmp_path / "layout/blobs/sha256").iterdir())
+    assert max(b.stat().st_size for b in blobs) > 200 * 1024 * 1024  # the file is really there
