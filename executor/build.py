@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,6 +42,9 @@ from executor.report import BuildReporter
 from executor.sandbox.select import choose_sandbox
 from executor.sandbox.spec import Sandbox
 from executor.stage import BuildServices, StageState, created_timestamp, run_step
+
+# How many stages may run at once.
+MAX_PARALLEL_STAGES = 4
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class _Stages:
         self._platform = platform
         self.done: dict[str, StageState] = {}
         self._images: dict[str, Path] = {}
+        self._lock = threading.Lock()
 
     def add(self, state: StageState) -> None:
         self.done[str(state.index)] = state
@@ -115,6 +121,10 @@ class _Stages:
         return state.ensure_rootfs() if state is not None else None
 
     def image_rootfs(self, reference: str) -> Path:
+        with self._lock:
+            return self._image_rootfs(reference)
+
+    def _image_rootfs(self, reference: str) -> Path:
         if reference not in self._images:
             image = base.pull(self._connector, ImageReference.parse(reference), self._platform)
             rootfs = self._workspace / "images" / str(len(self._images)) / "rootfs"
@@ -182,6 +192,56 @@ def _run_stage(
     return state
 
 
+def _run_stages(
+    needed: list[Stage],
+    services: BuildServices,
+    stages: _Stages,
+    connector: RegistryConnector,
+    meta: Mapping[str, str],
+) -> StageState:
+    """Run the stages, each as soon as the stages it reads from are done; return the last.
+
+    Independent stages run at once (threads: the work is in sandboxed processes, I/O
+    and zlib, which release the GIL).
+    """
+    names = {s.name: s.index for s in needed if s.name}
+    deps = {s.index: _deps(s, names, meta) for s in needed}
+    number = {s.index: n for n, s in enumerate(needed, start=1)}
+    by_index = {s.index: s for s in needed}
+    done: dict[int, StageState] = {}
+    running: dict[Future[StageState], int] = {}
+    # Stage work is mostly in sandboxed processes and I/O, so a few threads beyond the
+    # core count do no harm; a cap keeps disk and memory use bounded.
+    workers = max(1, min(len(needed), MAX_PARALLEL_STAGES))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool:
+        while len(done) < len(needed):
+            for index, stage in by_index.items():
+                ready = deps[index] <= done.keys()
+                if index not in done and index not in running.values() and ready:
+                    future = pool.submit(
+                        _run_stage,
+                        stage,
+                        services,
+                        stages,
+                        connector,
+                        total=len(needed),
+                        number=number[index],
+                    )
+                    running[future] = index
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = running.pop(future)
+                try:
+                    state = future.result()
+                except BaseException:
+                    for other in running:
+                        other.cancel()
+                    raise
+                done[index] = state
+                stages.add(state)
+    return done[needed[-1].index]
+
+
 def build(
     options: BuildOptions,
     *,
@@ -211,7 +271,7 @@ def build(
     services = BuildServices(
         options=options,
         sandbox=sandbox or choose_sandbox(options.sandbox),
-        snapshotter=WalkSnapshotter(ignore=options.ignore_paths),
+        new_snapshotter=lambda: WalkSnapshotter(ignore=options.ignore_paths),
         reporter=reporter,
         context=context,
         layers_dir=workspace / "layers",
@@ -220,11 +280,7 @@ def build(
         meta_args=meta,
         created=created_timestamp(options),
     )
-    final: StageState | None = None
-    for number, stage in enumerate(needed, start=1):
-        final = _run_stage(stage, services, stages, connector, total=len(needed), number=number)
-        stages.add(final)
-    assert final is not None  # a Dockerfile has at least one stage
+    final = _run_stages(needed, services, stages, connector, meta)
     image = _finish(final.image, options, services.created)
     digest = write_outputs(image, options, connector, reporter)
     timings = dict(reporter.timings)

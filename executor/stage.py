@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime
 import secrets
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -41,11 +42,15 @@ class StageLookup(Protocol):
 
 @dataclass
 class BuildServices:
-    """What every stage shares: options, sandbox, snapshotter, output, workspace."""
+    """What every stage shares: options, sandbox, output, workspace.
+
+    Stages may run at once, so anything with per-stage state (the snapshotter's
+    stat cache) is made per stage through a factory.
+    """
 
     options: BuildOptions
     sandbox: Sandbox
-    snapshotter: Snapshotter
+    new_snapshotter: Callable[[], Snapshotter]
     reporter: BuildReporter
     context: BuildContext
     layers_dir: Path
@@ -74,6 +79,9 @@ class StageState:
     args: dict[str, str] = field(default_factory=dict)
     unpacked: bool = False
     cmd_set: bool = False  # a CMD in this stage survives a later ENTRYPOINT
+    snapshotter: Snapshotter | None = None
+    # Later stages may unpack this one at once (two COPY --from it in parallel).
+    _unpack_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def config(self) -> ContainerConfig:
@@ -91,11 +99,12 @@ class StageState:
 
     def ensure_rootfs(self) -> Path:
         """Unpack the base into the rootfs the first time a step needs files."""
-        if not self.unpacked:
-            self.rootfs.mkdir(parents=True, exist_ok=True)
-            with self.services.reporter.phase("unpack"):
-                unpack(self.image, self.rootfs)
-            self.unpacked = True
+        with self._unpack_lock:
+            if not self.unpacked:
+                self.rootfs.mkdir(parents=True, exist_ok=True)
+                with self.services.reporter.phase("unpack"):
+                    unpack(self.image, self.rootfs)
+                self.unpacked = True
         return self.rootfs
 
     def record(self, created_by: str, layer: LayerRef | None) -> None:
@@ -133,10 +142,12 @@ def run_step(state: StageState, instruction: Instruction) -> None:
         state.record(instruction.original, None)
         return
     rootfs = state.ensure_rootfs()
-    services.snapshotter.begin(rootfs)
+    if state.snapshotter is None:
+        state.snapshotter = services.new_snapshotter()
+    state.snapshotter.begin(rootfs)
     command.run(state, instruction)
     with services.reporter.phase("snapshot"):
-        changes = services.snapshotter.finish()
+        changes = state.snapshotter.finish()
     layer = None
     if changes:
         with services.reporter.phase("layer"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,6 +82,16 @@ def _mounts(state: StageState, inst: Run) -> tuple[Mount, ...]:
             if not source.exists():
                 raise BuildInputError(f"{where}: bind mount source {source_name!r} not found")
             rw = mount.get("rw") in ("true", "") or mount.get("readwrite") in ("true", "")
+            if rw:
+                # Writes to a read-write bind are thrown away after the step (BuildKit's
+                # rule), so the step gets a scratch copy, never the context itself.
+                scratch = Path(tempfile.mkdtemp(prefix="bind-", dir=options.workspace))
+                copied = scratch / "source"
+                if source.is_dir():
+                    shutil.copytree(source, copied, symlinks=True)
+                else:
+                    shutil.copy2(source, copied)
+                source = copied
             mounts.append(Mount("bind", target, str(source), readonly=not rw))
         else:
             raise BuildInputError(f"{where}: RUN --mount type {mount.type!r} is not supported")

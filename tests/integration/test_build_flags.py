@@ -172,3 +172,45 @@ def test_a_200_mib_file_keeps_the_builder_small(tmp_path: Path) -> None:
     assert int(peak_kib) < 150 * 1024, f"peak RSS {int(peak_kib) // 1024} MiB"
     blobs = list((tmp_path / "layout/blobs/sha256").iterdir())
     assert max(b.stat().st_size for b in blobs) > 200 * 1024 * 1024  # the file is really there
+
+
+def test_independent_stages_run_at_once(busybox_image: PushedImage, tmp_path: Path) -> None:
+    """Stage a waits (up to 20 s) for a file that stage b writes into a shared cache
+    mount: built one after the other, a would give up and fail the build."""
+    base = busybox_image.reference
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {base} AS a
+        RUN --mount=type=cache,id=sync,target=/sync i=0; \\
+            while [ ! -f /sync/b-ready ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; \\
+            test -f /sync/b-ready && echo a > /a
+        FROM {base} AS b
+        RUN --mount=type=cache,id=sync,target=/sync touch /sync/b-ready && echo b > /b
+        FROM scratch
+        COPY --from=a /a /a
+        COPY --from=b /b /b
+        """,
+    )
+    layout = tmp_path / "layout"
+    result = farm("build", "--context", str(ctx), "--no-push", "--oci-layout-path", str(layout))
+    assert result.returncode == 0, result.stderr
+    rootfs = unpack_image(layout, "latest", tmp_path / "bundle")
+    assert (rootfs / "a").read_text() == "a\n" and (rootfs / "b").read_text() == "b\n"
+
+
+def test_rw_bind_mount_writes_are_thrown_away(busybox_image: PushedImage, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        RUN --mount=type=bind,source=app,target=/src,rw \
+            echo changed > /src/file && cat /src/file > /seen
+        """,
+        {"app/file": "original\n"},
+    )
+    layout = tmp_path / "layout"
+    result = farm("build", "--context", str(ctx), "--no-push", "--oci-layout-path", str(layout))
+    assert result.returncode == 0, result.stderr
+    assert (ctx / "app/file").read_text() == "original\n"
+    assert (unpack_image(layout, "latest", tmp_path / "b") / "seen").read_text() == "changed\n"
