@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import requests
+import zstandard
 
 from executor.context import BuildContext, FileKind
 from executor.dockerfile import Copy, expand
 from executor.errors import BuildInputError, ExecutorError
-from executor.fs.compression import sniff
+from executor.fs.compression import decompressed, sniff
 from executor.fs.copier import Copier
 from executor.fs.extract import ExtractOptions, extract_layer
 from executor.fs.modes import ModeError, apply_mode, parse_mode
-from executor.fs.rootpath import makedirs
+from executor.fs.rootpath import makedirs, real_path
 from executor.oci.digest import Digest
-from executor.sandbox.mountpoints import inside
 from executor.users import resolve_chown
 
 if TYPE_CHECKING:
@@ -101,6 +101,11 @@ def copy(state: StageState, inst: Copy) -> None:
             )
         except ExecutorError as exc:
             raise BuildInputError(f"{_where(inst)}: {inst.original}: {exc}") from exc
+        if len(matches) > 1 and not as_dir:
+            raise BuildInputError(
+                f"{_where(inst)}: {inst.original}: {len(matches)} sources match, so the "
+                "destination must be a directory ending in /"
+            )
         for match in matches:
             if inst.add and not match.is_dir and _is_archive(match.host_path):
                 _unpack_archive(inst, rootfs, match.host_path, dest)
@@ -139,24 +144,33 @@ def _expand_body(body: str, x: Callable[[str], str]) -> str:
 
 
 def _is_archive(path: Path) -> bool:
-    with path.open("rb") as f:
-        head = f.read(512)
-    if sniff(head) != "none":
-        return True
-    return tarfile.is_tarfile(path)
+    """A tarball (maybe gzip or zstd compressed) that ADD unpacks; anything else is copied."""
+    try:
+        with path.open("rb") as f:
+            compression = sniff(f.read(8))
+            f.seek(0)
+            block = decompressed(f, compression).read(tarfile.BLOCKSIZE)
+    except (OSError, ExecutorError, zstandard.ZstdError):
+        return False
+    if len(block) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _unpack_archive(inst: Copy, rootfs: Path, archive: Path, dest: str) -> None:
     """ADD of a local tarball: unpacked into the destination directory, as tar -x would."""
     makedirs(rootfs, dest)
-    target = rootfs / dest.lstrip("/")
-    if not inside(rootfs, target):
-        raise BuildInputError(f"{_where(inst)}: destination {dest} resolves outside the rootfs")
+    # The destination as chroot would resolve it: no symlink of the image leads out.
+    target = real_path(rootfs, dest)
     with archive.open("rb") as f:
         compression = sniff(f.read(8))
         f.seek(0)
         try:
-            extract_layer(f, compression, target, options=ExtractOptions())
+            extract_layer(f, compression, target, options=ExtractOptions(apply_whiteouts=False))
         except ExecutorError as exc:
             raise BuildInputError(f"{_where(inst)}: unpacking {archive.name}: {exc}") from exc
 
@@ -177,9 +191,14 @@ def _download(
                 temporary=response.status_code >= 500 or response.status_code == 429,
             )
         hasher = hashlib.sha256()
-        for chunk in response.iter_content(1 << 20):
-            hasher.update(chunk)
-            spool.write(chunk)
+        try:
+            for chunk in response.iter_content(1 << 20):
+                hasher.update(chunk)
+                spool.write(chunk)
+        except requests.RequestException as exc:
+            raise ExecutorError(
+                f"{_where(inst)}: downloading {url}: {exc}", temporary=True
+            ) from exc
         if inst.checksum:
             want = Digest.parse(inst.checksum)
             got = Digest("sha256", hasher.hexdigest())

@@ -65,7 +65,9 @@ class Copier:
         if not parts:
             raise LayerError(f"{path}: cannot replace the root directory")
         try:
-            return resolve_dir(self._root_fd, parts[:-1], create=True), parts[-1]
+            # Directories made on the way belong to the --chown owner (Docker's docs).
+            owner = (self.uid, self.gid)
+            return resolve_dir(self._root_fd, parts[:-1], create=True, owner=owner), parts[-1]
         except OSError as exc:
             raise LayerError(f"{path}: {exc.strerror or exc}") from exc
 

@@ -55,6 +55,9 @@ class ExtractOptions:
     preserve_owners: bool = True
     # A limit on the uncompressed layer (tar) size; None means no limit.
     max_bytes: int | None = None
+    # Image layers mean deletions by .wh. entries. A plain tarball (ADD) does not, and
+    # such a name could not be stored in a layer either, so there it is refused.
+    apply_whiteouts: bool = True
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class _HashingReader:
 class _State:
     root_fd: int
     chown: bool
+    apply_whiteouts: bool = True
     # (st_dev, st_ino of the parent dir, name) of every path this layer wrote or
     # passed through; an opaque marker keeps these and drops the rest.
     added: set[tuple[int, int, str]] = field(default_factory=set)
@@ -111,7 +115,7 @@ def extract_layer(
     rootfs.mkdir(parents=True, exist_ok=True)
     reader = _HashingReader(decompressed(stream, compression), options.max_bytes)  # type: ignore[arg-type]
     root_fd = os.open(rootfs, DIR_FLAGS & ~os.O_NOFOLLOW)
-    state = _State(root_fd, options.preserve_owners and os.geteuid() == 0)
+    state = _State(root_fd, options.preserve_owners and os.geteuid() == 0, options.apply_whiteouts)
     try:
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
@@ -150,6 +154,8 @@ def _apply(
             return  # the root itself ("./"): the rootfs keeps its own metadata
         base = parts[-1]
         if base.startswith(_WHITEOUT):
+            if not state.apply_whiteouts:
+                raise LayerError("names starting with .wh. cannot be stored in an image layer")
             _whiteout(state, parts)
             return
         if member.isreg() and max_bytes is not None and hasher.size + member.size > max_bytes:

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from executor.errors import LayerError
 
-__all__ = ["DIR_FLAGS", "IMPLICIT_DIR_MODE", "clean_parts", "makedirs", "open_root", "resolve_dir"]
+__all__ = [
+    "DIR_FLAGS",
+    "IMPLICIT_DIR_MODE",
+    "clean_parts",
+    "makedirs",
+    "open_root",
+    "real_path",
+    "resolve_dir",
+]
 
 MAX_SYMLINK_HOPS = 40  # as Linux's own limit for one lookup
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -50,14 +58,15 @@ def resolve_dir(
     *,
     create: bool,
     on_component: Callable[[int, str], None] | None = None,
+    owner: tuple[int, int] | None = None,
 ) -> int:
     """An fd of the directory ``parts`` names, resolved as under chroot(rootfs).
 
     Every component is opened with O_NOFOLLOW relative to the one before; a symlink
     met on the way is followed by hand, an absolute target starting again at the
     root and ``..`` stopping there, so nothing outside the root is ever reached.
-    ``create`` makes missing directories (mode 0755); ``on_component`` sees each
-    (parent fd, name) passed through.
+    ``create`` makes missing directories (mode 0755 whatever the umask, owned by
+    ``owner`` if given); ``on_component`` sees each (parent fd, name) passed through.
     """
     stack: list[int] = []
     todo = list(reversed(parts))
@@ -81,6 +90,9 @@ def resolve_dir(
                     raise
                 os.mkdir(comp, IMPLICIT_DIR_MODE, dir_fd=cur)
                 fd = os.open(comp, DIR_FLAGS, dir_fd=cur)
+                os.fchmod(fd, IMPLICIT_DIR_MODE)
+                if owner is not None:
+                    os.fchown(fd, *owner)
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
@@ -105,10 +117,59 @@ def resolve_dir(
             os.close(fd)
 
 
-def makedirs(rootfs: Path, path: str) -> None:
-    """``mkdir -p`` of an absolute container path, inside the rootfs."""
+def makedirs(rootfs: Path, path: str, *, owner: tuple[int, int] | None = None) -> None:
+    """``mkdir -p`` of an absolute container path, inside the rootfs; new dirs get ``owner``."""
     root_fd = open_root(rootfs)
     try:
-        os.close(resolve_dir(root_fd, clean_parts(path), create=True))
+        os.close(resolve_dir(root_fd, clean_parts(path), create=True, owner=owner))
+    finally:
+        os.close(root_fd)
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _join_inside(base: list[str], target: str) -> list[str]:
+    """``target`` resolved against ``base`` (absolute: from the root); ``..`` stops at the root."""
+    parts = [] if target.startswith("/") else list(base)
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+        else:
+            parts.append(part)
+    return parts
+
+
+def real_path(root: Path, path: str) -> Path:
+    """The host path that container path ``path`` names under ``root``, as chroot would see it.
+
+    Every symlink, the last component's included, is resolved inside ``root``; the
+    result contains no symlink, so handing it to the kernel (a bind mount, a copy)
+    cannot reach outside. Raises FileNotFoundError if it does not exist.
+    """
+    root_fd = open_root(root)
+    try:
+        root_real = _fd_path(root_fd)
+        parts = _join_inside([], path)
+        for _ in range(MAX_SYMLINK_HOPS):
+            if not parts:
+                return Path(root_real)
+            parent = resolve_dir(root_fd, parts[:-1], create=False)
+            try:
+                parent_real = _fd_path(parent)
+                st = os.lstat(parts[-1], dir_fd=parent)
+                if not stat.S_ISLNK(st.st_mode):
+                    return Path(parent_real) / parts[-1]
+                target = os.readlink(parts[-1], dir_fd=parent)
+            finally:
+                os.close(parent)
+            where = os.path.relpath(parent_real, root_real)
+            base = [] if where == "." else where.split("/")
+            parts = _join_inside(base, target)
+        raise LayerError(f"{path}: too many levels of symbolic links")
     finally:
         os.close(root_fd)

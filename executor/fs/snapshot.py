@@ -2,7 +2,11 @@
 
 ``WalkSnapshotter`` keeps a stat cache of the whole tree. ``begin`` records it;
 ``finish`` walks again and compares: a path that is new, gone, or whose type,
-mode, owner, size, mtime, link target or inode differs is a change. Nothing is
+mode, owner, size, mtime, link target or inode differs is a change, and for
+everything but directories the ctime too, which no program can set back: it
+catches a same-size rewrite with its mtime restored (``cp -p``, ``touch -r``) and
+xattr-only changes (``setcap``). Directories are compared without ctime because
+the sandbox restores their times after removing its mount points. Nothing is
 hashed, so an unchanged tree costs one ``lstat`` per path. The walk after a step is
 the baseline for the next one.
 
@@ -33,6 +37,7 @@ class _Stat:
     mtime_ns: int
     ino: int
     link: str | None
+    ctime_ns: int
 
 
 Tree = dict[str, _Stat]
@@ -73,6 +78,7 @@ def _scan(rootfs: Path, ignore: frozenset[str]) -> Tree:
                     st.st_mtime_ns,
                     st.st_ino,
                     link,
+                    0 if stat.S_ISDIR(st.st_mode) else st.st_ctime_ns,
                 )
                 if stat.S_ISDIR(st.st_mode):
                     stack.append((rel, entry.path))

@@ -103,7 +103,23 @@ def _secrets(values: list[str]) -> dict[str, Path]:
     return out
 
 
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Fail before building, not after pushing, when an output file cannot be written."""
+    for flag in (
+        "tar_path",
+        "oci_layout_path",
+        "digest_file",
+        "image_name_with_digest_file",
+        "timings_file",
+    ):
+        path = getattr(args, flag)
+        if path is not None and not path.parent.is_dir():
+            name = "--" + flag.replace("_", "-")
+            raise BuildInputError(f"{name} {path}: directory {path.parent} does not exist")
+
+
 def run_build(args: argparse.Namespace) -> int:
+    _check_output_paths(args)
     destinations = tuple(ImageReference.parse(d) for d in args.destination)
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="farm-build-"))
     options = BuildOptions(

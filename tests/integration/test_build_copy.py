@@ -168,3 +168,54 @@ def test_add_checksum_mismatch_fails(
     result = farm("build", "--context", str(ctx), "--no-push")
     assert result.returncode == 1
     assert "Dockerfile:2:" in result.stderr and "checksum mismatch" in result.stderr
+
+
+def test_add_and_copy_edge_cases(busybox_image: PushedImage, tmp_path: Path) -> None:
+    import gzip
+
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        ADD plain.gz /plain.gz
+        USER app
+        WORKDIR /appdir
+        RUN touch made-by-app
+        USER root
+        COPY --chown=app dir /newdir/deeper/
+        """,
+        {"dir/f": "f\n"},
+    )
+    (ctx / "plain.gz").write_bytes(gzip.compress(b"not a tarball\n"))
+    layout = tmp_path / "layout"
+    result = farm("build", "--context", str(ctx), "--no-push", "--oci-layout-path", str(layout))
+    assert result.returncode == 0, result.stderr
+    root = unpack_image(layout, "latest", tmp_path / "bundle")
+    assert gzip.decompress((root / "plain.gz").read_bytes()) == b"not a tarball\n"
+    assert (root / "appdir").stat().st_uid == 1000
+    assert (root / "appdir/made-by-app").exists()
+    assert (root / "newdir").stat().st_uid == 1000 and (root / "newdir/deeper/f").exists()
+
+
+def test_add_refuses_whiteout_names_in_a_tarball(
+    busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    """A plain tarball's .wh. entry is not a deletion (nothing is removed), and no layer
+    could hold such a name, so ADD refuses it."""
+    ctx = write_context(tmp_path / "ctx", f"FROM {busybox_image.reference}\nADD wh.tar /etc/\n")
+    _tarball(ctx / "wh.tar", {".wh.passwd": b"", "extra.conf": b"x\n"})
+    result = farm("build", "--context", str(ctx), "--no-push")
+    assert result.returncode == 1
+    assert "Dockerfile:2: unpacking wh.tar" in result.stderr
+    assert ".wh. cannot be stored in an image layer" in result.stderr
+
+
+def test_several_sources_need_a_directory(busybox_image: PushedImage, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"FROM {busybox_image.reference}\nCOPY *.txt /glob\n",
+        {"a.txt": "a", "b.txt": "b"},
+    )
+    result = farm("build", "--context", str(ctx), "--no-push")
+    assert result.returncode == 1
+    assert "2 sources match, so the destination must be a directory ending in /" in result.stderr

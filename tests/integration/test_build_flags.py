@@ -64,7 +64,8 @@ def test_run_mounts_and_network(busybox_image: PushedImage, tmp_path: Path) -> N
     rootfs = unpack_image(layout, "latest", tmp_path / "bundle")
     assert (rootfs / "from-cache").read_text() == "cached\n"
     assert not (rootfs / "var/cache/pkgs/item").exists()  # the cache is not in the image
-    assert (tmp_path / "run-cache/var_cache_pkgs/item").read_text() == "cached\n"
+    (cache_dir,) = (tmp_path / "run-cache").glob("var_cache_pkgs-*")
+    assert (cache_dir / "item").read_text() == "cached\n"
     assert (rootfs / "from-bind").read_text() == "bound\n"
     assert not (rootfs / "src").exists() and not (rootfs / "scratch").exists()
     assert (rootfs / "from-tmpfs").read_text() == "t\n"
@@ -214,3 +215,41 @@ def test_rw_bind_mount_writes_are_thrown_away(busybox_image: PushedImage, tmp_pa
     assert result.returncode == 0, result.stderr
     assert (ctx / "app/file").read_text() == "original\n"
     assert (unpack_image(layout, "latest", tmp_path / "b") / "seen").read_text() == "changed\n"
+
+
+def test_hostile_mounts_stay_inside(busybox_image: PushedImage, tmp_path: Path) -> None:
+    """Bind sources resolve inside their root; cache ids cannot name the workspace."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "host-secret").write_text("host secret\n")
+    base = busybox_image.reference
+    cases = {
+        "dotdot": "RUN --mount=type=bind,source=../outside,target=/m cat /m/host-secret",
+        "stage-link": "RUN --mount=type=bind,from=a,source=hostdir,target=/m cat /m/host-secret",
+        "cache-id": "RUN --mount=type=cache,id=..,target=/c ls /c > /listing",
+    }
+    for name, line in cases.items():
+        ctx = write_context(
+            tmp_path / name / "ctx",
+            f"""
+            FROM {base} AS a
+            RUN ln -s {outside} /hostdir
+            FROM {base}
+            {line}
+            """,
+        )
+        workspace = tmp_path / name / "ws"
+        layout = tmp_path / name / "layout"
+        result = farm(
+            "build", "--context", str(ctx), "--no-push", "--workspace", str(workspace),
+            "--oci-layout-path", str(layout),
+        )  # fmt: skip
+        assert "host secret" not in result.stdout + result.stderr, name
+        if name == "cache-id":
+            assert result.returncode == 0, result.stderr
+            listing = (
+                unpack_image(layout, "latest", tmp_path / name / "b") / "listing"
+            ).read_text()
+            assert "layers" not in listing and "stages" not in listing
+        else:
+            assert result.returncode == 1 and "bind mount source" in result.stderr, result.stderr

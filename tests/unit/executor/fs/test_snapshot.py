@@ -91,3 +91,26 @@ def test_the_finish_walk_is_the_next_baseline(tmp_path: Path) -> None:
     assert snap.finish() == [Change("new", A)]
     snap.begin(tmp_path)
     assert snap.finish() == []
+
+
+def test_same_size_rewrite_with_mtime_restored_is_seen(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    path = tmp_path / "etc/passwd"
+    before = path.stat()
+
+    def rewrite() -> None:
+        path.write_text("toot:x:0:0\n")  # same size
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert _changes(tmp_path, rewrite) == {("etc/passwd", A)}
+
+
+def test_xattr_only_change_is_seen(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    path = tmp_path / "etc/passwd"
+    try:
+        os.setxattr(path, "user.probe", b"1")
+        os.removexattr(path, "user.probe")
+    except OSError:
+        pytest.skip("this filesystem refuses user xattrs")
+    assert _changes(tmp_path, lambda: os.setxattr(path, "user.mark", b"v")) == {("etc/passwd", A)}
