@@ -1,6 +1,6 @@
 """The process that enters the namespaces, prepares the rootfs and runs the step.
 
-Run as ``python -m executor.sandbox.enter [--userns] SPEC_JSON`` in a process of its
+Run as ``python -m executor.sandbox.enter [--userns] SPEC_JSON PLAN_JSON`` in a process of its
 own (forking the builder itself, which has threads, would not be safe). Steps:
 
 1. fork; the child unshares mount, PID (and user, network) namespaces; with a user
@@ -8,8 +8,12 @@ own (forking the builder itself, which has threads, would not be safe). Steps:
    else the caller's uid as 0 plus its /etc/subuid range through newuidmap);
 2. the child forks again, so the grandchild is PID 1 of the new PID namespace;
 3. PID 1 mounts /proc, a small /dev, the step's extra mounts, /etc/hosts and
-   /etc/resolv.conf, chroots into the rootfs, forks the command with its user,
-   groups, env and workdir, reaps every process and exits with the command's status.
+   /etc/resolv.conf at the host paths the plan names (resolved by the caller as under
+   chroot, so no symlink of the image is followed), switches root with pivot_root
+   and detaches the old one (the host's filesystem is then unreachable), forks the
+   command, which drops every capability outside Docker's default set and takes its
+   user, groups, env and workdir; PID 1 reaps every process and exits with the
+   command's status.
 
 Every process here dies with its parent (PR_SET_PDEATHSIG), so killing the top one
 ends the step. Mount points the rootfs lacks are created by the caller beforehand
@@ -21,13 +25,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
+import platform
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from executor.sandbox.spec import RunSpec
+from executor.sandbox.spec import DEVICES, RunSpec
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -43,9 +51,36 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
-# The device nodes a build step may use; nothing else of the host's /dev is shown.
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_SYS_PIVOT_ROOT = {"x86_64": 155, "amd64": 155, "aarch64": 41, "arm64": 41}
+# Docker's default capabilities for a container that is not --privileged; a step
+# keeps no other (CAP_SYS_ADMIN above all), whatever its user.
+DEFAULT_CAPS = frozenset(
+    {
+        0,  # CHOWN
+        1,  # DAC_OVERRIDE
+        3,  # FOWNER
+        4,  # FSETID
+        5,  # KILL
+        6,  # SETGID
+        7,  # SETUID
+        8,  # SETPCAP
+        10,  # NET_BIND_SERVICE
+        13,  # NET_RAW
+        18,  # SYS_CHROOT
+        27,  # MKNOD
+        29,  # AUDIT_WRITE
+        31,  # SETFCAP
+    }
+)
+# /proc entries Docker hides from a container: files get /dev/null, dirs an empty tmpfs.
+_MASKED_FILES = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
+_MASKED_DIRS = ("/proc/acpi", "/proc/scsi")
 # Exit status used when the sandbox itself (not the step) failed.
 SANDBOX_FAILURE = 125
 
@@ -120,17 +155,90 @@ def write_id_maps(pid: int) -> None:
     Path(f"/proc/{pid}/gid_map").write_text(f"0 {gid} 1\n")
 
 
-def _prepare_root(spec: RunSpec, etc_files: dict[str, str]) -> None:
-    """Mounts inside the new mount namespace; the rootfs's mount points exist already."""
-    root = str(spec.rootfs)
+def _open_target(root: str, target: str) -> int:
+    """An O_PATH fd of a resolved mount point under ``root``; no symlink is followed.
+
+    The caller resolved every target as under chroot, so a symlink met here means
+    the path changed (or an earlier mount put one there): refuse rather than follow.
+    """
+    if not target.startswith(root + "/") and target != root:
+        raise OSError(errno.EINVAL, f"mount target {target} is not under the rootfs")
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in target[len(root) :].split("/"):
+            if name in ("", "."):
+                continue
+            if name == "..":
+                raise OSError(errno.EINVAL, f"mount target {target} climbs with '..'")
+            nxt = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, f"mount target {target} is a symlink")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def mount_at(
+    root: str, target: str, source: str, fstype: str, flags: int, *, data: str = ""
+) -> None:
+    """mount(2) on the resolved ``target``, through its fd (as runc does)."""
+    fd = _open_target(root, target)
+    try:
+        try:
+            mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"mount {fstype or source} on {target}: {exc.strerror}"
+            ) from None
+    finally:
+        os.close(fd)
+
+
+def pivot_root(root: str) -> None:
+    """Make ``root`` (a mount point) the root and detach the old one entirely."""
+    os.chdir(root)
+    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown machine {platform.machine()}")
+    dot = b"."
+    _check(_libc.syscall(number, dot, dot), "pivot_root")
+    # The old root is stacked under the new one at "."; detach it and everything below.
+    _check(_libc.umount2(dot, MNT_DETACH), "umount the old root")
+    os.chdir("/")
+
+
+def _mask_proc() -> None:
+    """Hide /proc files that show the host's kernel state, as Docker does."""
+    for path in _MASKED_FILES:
+        if os.path.exists(path):
+            with contextlib.suppress(OSError):
+                mount("/dev/null", path, "", MS_BIND)
+    for path in _MASKED_DIRS:
+        if os.path.isdir(path):
+            with contextlib.suppress(OSError):
+                mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _prepare_root(plan: dict[str, Any]) -> None:
+    """Mounts inside the new mount namespace, then pivot_root into the rootfs.
+
+    Every target in ``plan`` is the host path of a mount point the caller resolved
+    (as under chroot) and created, so no symlink of the image is followed here.
+    """
+    root: str = plan["root"]
     mount("none", "/", "", MS_REC | MS_PRIVATE)
-    # A bind of the rootfs on itself makes it a mount point, so nothing mounted below
-    # it can leak back to the host's view (and pivot-like tools inside behave).
+    # A bind of the rootfs on itself makes it a mount point, which pivot_root needs;
+    # everything mounted below moves with it.
     mount(root, root, "", MS_BIND | MS_REC)
-    mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    mount("tmpfs", f"{root}/dev", "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+    mount_at(root, plan["proc"], "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    dev: str = plan["dev"]
+    mount_at(root, dev, "tmpfs", "tmpfs", MS_NOSUID, data="mode=755,size=65536k")
+    # The tmpfs just mounted is ours: plain paths below it are safe.
     for name in DEVICES:
-        target = f"{root}/dev/{name}"
+        target = f"{dev}/{name}"
         Path(target).touch()
         mount(f"/dev/{name}", target, "", MS_BIND)
     for name, link in (
@@ -140,33 +248,74 @@ def _prepare_root(spec: RunSpec, etc_files: dict[str, str]) -> None:
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ):
-        os.symlink(link, f"{root}/dev/{name}")
+        os.symlink(link, f"{dev}/{name}")
     for name in ("pts", "shm", "mqueue"):
-        os.mkdir(f"{root}/dev/{name}")
-    mount("tmpfs", f"{root}/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k")
+        os.mkdir(f"{dev}/{name}")
+    mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k")
     # Without devpts the step has no pseudo-terminals; builds rarely need one.
     with contextlib.suppress(OSError):
         mount(
             "devpts",
-            f"{root}/dev/pts",
+            f"{dev}/pts",
             "devpts",
             MS_NOSUID | MS_NOEXEC,
             "newinstance,ptmxmode=0666,mode=620",
         )
-    for target, source in etc_files.items():
-        mount(source, f"{root}{target}", "", MS_BIND)
-    for m in spec.mounts:
-        target = f"{root}{m.target}"
-        if m.kind == "tmpfs":
-            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for m in plan["mounts"]:
+        target = m["target"]
+        if m["kind"] == "tmpfs":
+            mount_at(root, target, "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, data="mode=1777")
         else:
-            mount(m.source, target, "", MS_BIND | MS_REC)
-            if m.readonly:
-                mount(m.source, target, "", MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+            mount_at(root, target, m["source"], "", MS_BIND | MS_REC)
+            if m["ro"]:
+                flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC
+                mount_at(root, target, m["source"], "", flags)
+    pivot_root(root)
+    _mask_proc()
+
+
+def _capset(mask: int) -> None:
+    """Limit the effective and permitted sets to ``mask``; clear the inheritable one."""
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [
+            ("effective", ctypes.c_uint32),
+            ("permitted", ctypes.c_uint32),
+            ("inheritable", ctypes.c_uint32),
+        ]
+
+    header = Header(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (Data * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    for i in range(2):
+        part = (mask >> (32 * i)) & 0xFFFFFFFF
+        data[i].effective &= part
+        data[i].permitted &= part
+        data[i].inheritable = 0
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def drop_capabilities() -> None:
+    """Shrink the bounding set to Docker's default one, and the process's own sets too."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for cap in range(last + 1):
+        if cap not in DEFAULT_CAPS:
+            _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"dropping capability {cap}")
+    # No ambient capabilities survive into the step either.
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    _capset(sum(1 << cap for cap in DEFAULT_CAPS))
 
 
 def _exec_step(spec: RunSpec) -> None:
     """In the forked child of PID 1: become the step's user and exec the command."""
+    try:
+        drop_capabilities()
+    except OSError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        os._exit(SANDBOX_FAILURE)
     # setgroups is denied in a rootless namespace with a single id; then there are none.
     with contextlib.suppress(PermissionError):
         os.setgroups(list(spec.groups) or [spec.gid])
@@ -186,12 +335,10 @@ def _exec_step(spec: RunSpec) -> None:
         os._exit(code)
 
 
-def _pid1(spec: RunSpec, etc_files: dict[str, str]) -> int:
+def _pid1(spec: RunSpec, plan: dict[str, Any]) -> int:
     die_with_parent()
     try:
-        _prepare_root(spec, etc_files)
-        os.chroot(str(spec.rootfs))
-        os.chdir("/")
+        _prepare_root(plan)
         _libc.sethostname(spec.hostname.encode(), len(spec.hostname))
     except OSError as exc:
         print(f"sandbox: preparing the rootfs: {exc}", file=sys.stderr)
@@ -208,7 +355,7 @@ def _pid1(spec: RunSpec, etc_files: dict[str, str]) -> int:
             return _status(wait_status)
 
 
-def enter(spec: RunSpec, *, userns: bool, etc_files: dict[str, str]) -> int:
+def enter(spec: RunSpec, *, userns: bool, plan: dict[str, Any]) -> int:
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC
     if userns:
         flags |= CLONE_NEWUSER
@@ -234,7 +381,7 @@ def enter(spec: RunSpec, *, userns: bool, etc_files: dict[str, str]) -> int:
             os.setresuid(0, 0, 0)
         init = os.fork()
         if init == 0:
-            os._exit(_pid1(spec, etc_files))
+            os._exit(_pid1(spec, plan))
         _, wait_status = os.waitpid(init, 0)
         os._exit(_status(wait_status))
     os.close(ready_w)
@@ -255,8 +402,12 @@ def main(argv: list[str]) -> int:
     userns = "--userns" in argv
     args = [a for a in argv if a != "--userns"]
     spec = RunSpec.from_json(args[0])
-    etc_files = dict(item.split("=", 1) for item in args[1:])
-    return enter(spec, userns=userns, etc_files=etc_files)
+    plan: dict[str, Any] = json.loads(args[1])
+    for target in [m.target for m in spec.mounts] + [m["target"] for m in plan["mounts"]]:
+        if not target.startswith("/"):
+            print(f"sandbox: mount target {target}: not an absolute path", file=sys.stderr)
+            return SANDBOX_FAILURE
+    return enter(spec, userns=userns, plan=plan)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,31 @@
 A rootfs may lack /proc, /dev, /etc/hosts or a RUN --mount target. The sandbox
 creates what is missing, and afterwards removes it again and restores the parent
 directories' times, so the snapshot of the step sees none of it.
+
+Targets are resolved as under chroot(rootfs): every component is opened with
+O_NOFOLLOW relative to the one before, a symlink of the image is followed by hand
+(an absolute target starts again at the rootfs, ``..`` stops there), so a target
+never leaves the rootfs. ``ensure`` returns the resolved host path, which holds no
+symlink, so the kernel mounting there never follows one of the image's.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from executor.errors import SandboxError
 
+MAX_SYMLINK_HOPS = 40  # as Linux's own limit for one lookup
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
-def inside(rootfs: Path, path: Path) -> bool:
-    """True if ``path`` resolves (as the kernel would, from the host) inside ``rootfs``."""
-    real_root = os.path.realpath(rootfs)
-    real = os.path.realpath(path)
-    return real == real_root or real.startswith(real_root + os.sep)
+
+def _fail(target: str, reason: str) -> SandboxError:
+    return SandboxError(f"mount target {target}: {reason}")
 
 
 @dataclass
@@ -26,50 +35,157 @@ class MountPoints:
     """Creates missing mount points under a rootfs; ``remove`` undoes exactly that."""
 
     rootfs: Path
-    created: list[Path] = field(default_factory=list)
-    times: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    # Components made, as names relative to the rootfs (resolved, symlink-free).
+    created: list[tuple[str, ...]] = field(default_factory=list)
+    times: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
 
     def ensure(self, target: str, *, directory: bool) -> Path:
-        """Make ``target`` (absolute, inside the container) exist; refuse escapes."""
-        relative = target.lstrip("/")
-        path = self.rootfs / relative
-        if not inside(self.rootfs, path):
-            raise SandboxError(f"mount target {target} resolves outside the rootfs")
-        if os.path.lexists(path):
-            if directory and not path.is_dir():
-                raise SandboxError(f"mount target {target} exists and is not a directory")
-            return path
-        parts = Path(relative).parts
-        current = self.rootfs
-        for i, part in enumerate(parts):
-            current = current / part
-            if os.path.lexists(current):
-                if not inside(self.rootfs, current):
-                    raise SandboxError(f"mount target {target} resolves outside the rootfs")
-                continue
-            parent = current.parent
-            if parent not in self.times:
-                st = parent.stat()
-                self.times[parent] = (st.st_atime_ns, st.st_mtime_ns)
-            if i < len(parts) - 1 or directory:
-                current.mkdir(mode=0o755)
-            else:
-                current.touch(mode=0o644)
-            self.created.append(current)
-        return path
+        """Make ``target`` (absolute, inside the container) exist; return its host path."""
+        if not target.startswith("/"):
+            raise _fail(target, "not an absolute path")
+        try:
+            root_fd = os.open(self.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _fail(target, f"rootfs {self.rootfs}: {exc.strerror}") from exc
+        try:
+            real_root = os.readlink(f"/proc/self/fd/{root_fd}")
+            names = self._resolve(root_fd, target, directory=directory)
+        except SandboxError:
+            raise
+        except OSError as exc:
+            raise _fail(target, exc.strerror or str(exc)) from exc
+        finally:
+            os.close(root_fd)
+        return Path(real_root, *names)
+
+    def _resolve(self, root_fd: int, target: str, *, directory: bool) -> tuple[str, ...]:
+        """The names of ``target`` resolved under the rootfs, creating what is missing."""
+        stack: list[int] = []  # fds of the directories passed through
+        names: list[str] = []  # their names, parallel to ``stack``
+        todo = list(reversed(target.split("/")))
+        hops = 0
+        try:
+            while todo:
+                comp = todo.pop()
+                if comp in ("", "."):
+                    continue
+                if comp == "..":
+                    if stack:
+                        os.close(stack.pop())
+                        names.pop()
+                    continue
+                cur = stack[-1] if stack else root_fd
+                last = not any(c not in ("", ".") for c in todo)
+                try:
+                    st = os.lstat(comp, dir_fd=cur)
+                except FileNotFoundError:
+                    self._create(cur, (*names, comp), directory=directory or not last)
+                    st = os.lstat(comp, dir_fd=cur)
+                if stat.S_ISLNK(st.st_mode):
+                    hops += 1
+                    if hops > MAX_SYMLINK_HOPS:
+                        raise _fail(target, "too many levels of symbolic links")
+                    link = os.readlink(comp, dir_fd=cur)
+                    if link.startswith("/"):
+                        # Absolute targets start again at the rootfs, as under chroot.
+                        while stack:
+                            os.close(stack.pop())
+                        names.clear()
+                    todo.extend(reversed(link.split("/")))
+                    continue
+                shown = "/" + "/".join((*names, comp))
+                if last and not directory:
+                    if stat.S_ISDIR(st.st_mode):
+                        # Binding a file over a directory would fail in the kernel.
+                        raise _fail(target, f"{shown} is a directory")
+                    return (*names, comp)
+                if not stat.S_ISDIR(st.st_mode):
+                    raise _fail(target, f"{shown} exists and is not a directory")
+                try:
+                    fd = os.open(comp, _DIR_FLAGS, dir_fd=cur)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise _fail(target, f"{shown} changed while resolving") from exc
+                    raise
+                stack.append(fd)
+                names.append(comp)
+            return tuple(names)
+        finally:
+            for fd in stack:
+                os.close(fd)
+
+    def _create(self, parent_fd: int, names: tuple[str, ...], *, directory: bool) -> None:
+        parent = names[:-1]
+        if parent not in self.times:
+            st = os.stat(parent_fd)
+            self.times[parent] = (st.st_atime_ns, st.st_mtime_ns)
+        if directory:
+            os.mkdir(names[-1], 0o755, dir_fd=parent_fd)
+        else:
+            fd = os.open(
+                names[-1],
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+                dir_fd=parent_fd,
+            )
+            os.close(fd)
+        self.created.append(names)
+
+    def _open(self, root_fd: int, names: tuple[str, ...]) -> int | None:
+        """An O_PATH fd of ``names`` walked without following any symlink, or None."""
+        fd = os.dup(root_fd)
+        try:
+            for name in names:
+                nxt = os.open(name, _PATH_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+                if stat.S_ISLNK(os.fstat(fd).st_mode):
+                    os.close(fd)
+                    return None
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
 
     def remove(self) -> None:
-        """Remove what ``ensure`` created (deepest first), then restore parent times."""
-        for path in reversed(self.created):
-            try:
-                if path.is_dir() and not path.is_symlink():
-                    path.rmdir()
-                else:
-                    path.unlink()
-            except OSError:
-                pass  # the step put something there: it belongs in the layer
-        for parent, (atime, mtime) in sorted(self.times.items(), key=lambda kv: -len(kv[0].parts)):
-            if parent.exists():
-                os.utime(parent, ns=(atime, mtime), follow_symlinks=False)
-        self.created.clear()
-        self.times.clear()
+        """Remove what ``ensure`` created (deepest first), then restore parent times.
+
+        Paths are walked again without following symlinks: if the step replaced a
+        directory made here with a symlink, nothing is removed through it.
+        """
+        try:
+            root_fd = os.open(self.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            self.created.clear()
+            self.times.clear()
+            return
+        try:
+            for names in reversed(self.created):
+                parent = self._open(root_fd, names[:-1])
+                if parent is None:
+                    continue
+                try:
+                    st = os.lstat(names[-1], dir_fd=parent)
+                    if stat.S_ISDIR(st.st_mode):
+                        os.rmdir(names[-1], dir_fd=parent)
+                    else:
+                        os.unlink(names[-1], dir_fd=parent)
+                except OSError:
+                    pass  # the step put something there: it belongs in the layer
+                finally:
+                    os.close(parent)
+            for names, (atime, mtime) in sorted(self.times.items(), key=lambda kv: -len(kv[0])):
+                fd = self._open(root_fd, names)
+                if fd is None:
+                    continue
+                try:
+                    # An O_PATH fd cannot be given to futimens; its /proc link can.
+                    os.utime(f"/proc/self/fd/{fd}", ns=(atime, mtime))
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(root_fd)
+            self.created.clear()
+            self.times.clear()

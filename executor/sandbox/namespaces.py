@@ -4,15 +4,19 @@
 defaults); ``userns`` needs only unprivileged user namespaces, and maps the caller to
 root inside (with its /etc/subuid range when it has one). Both give the step its own
 mount, PID, UTS and IPC namespaces (and network, for ``--network=none``), a fresh
-/proc, a minimal /dev, and generated /etc/hosts and /etc/resolv.conf.
+/proc, a minimal /dev, and generated /etc/hosts and /etc/resolv.conf. The root is
+switched with pivot_root (the host's filesystem is then unreachable) and the step's
+capability bounding set is Docker's default one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from executor.errors import SandboxError
@@ -34,28 +38,61 @@ def _resolv_conf(network: str) -> str:
         return ""
 
 
-def prepare_rootfs(spec: RunSpec, points: MountPoints, scratch: Path) -> dict[str, Path]:
-    """Create the step's mount points and its /etc/hosts and /etc/resolv.conf sources.
+@dataclass
+class Prepared:
+    """What ``prepare_rootfs`` made ready."""
 
-    Returns container path -> host file to bind there.
-    """
+    # container path -> host file to bind there (/etc/hosts, /etc/resolv.conf)
+    etc: dict[str, Path] = field(default_factory=dict)
+    # container path -> its mount point's host path, resolved as under chroot
+    points: dict[str, Path] = field(default_factory=dict)
+
+
+def prepare_rootfs(spec: RunSpec, points: MountPoints, scratch: Path) -> Prepared:
+    """Create the step's mount points and its /etc/hosts and /etc/resolv.conf sources."""
     etc_files = {
         "/etc/hosts": _HOSTS.format(host=spec.hostname),
         "/etc/resolv.conf": _resolv_conf(spec.network),
     }
-    binds: dict[str, Path] = {}
+    prepared = Prepared()
     for target, content in etc_files.items():
         source = scratch / Path(target).name
         source.write_text(content)
         source.chmod(0o644)
-        points.ensure(target, directory=False)
-        binds[target] = source
+        prepared.points[target] = points.ensure(target, directory=False)
+        prepared.etc[target] = source
     for target in ("/proc", "/dev"):
-        points.ensure(target, directory=True)
+        prepared.points[target] = points.ensure(target, directory=True)
     for m in spec.mounts:
+        if not m.target.startswith("/"):
+            raise SandboxError(f"mount target {m.target}: not an absolute path")
         is_dir = m.kind == "tmpfs" or os.path.isdir(m.source)
-        points.ensure(m.target, directory=is_dir)
-    return binds
+        prepared.points[m.target] = points.ensure(m.target, directory=is_dir)
+    return prepared
+
+
+def mount_plan(spec: RunSpec, prepared: Prepared) -> str:
+    """The JSON plan enter.py follows: every mount with its resolved host target."""
+    mounts: list[dict[str, object]] = [
+        {"kind": "bind", "source": str(source), "target": str(prepared.points[t]), "ro": False}
+        for t, source in prepared.etc.items()
+    ]
+    mounts += [
+        {
+            "kind": m.kind,
+            "source": m.source,
+            "target": str(prepared.points[m.target]),
+            "ro": m.readonly,
+        }
+        for m in spec.mounts
+    ]
+    plan = {
+        "root": os.path.realpath(spec.rootfs),
+        "proc": str(prepared.points["/proc"]),
+        "dev": str(prepared.points["/dev"]),
+        "mounts": mounts,
+    }
+    return json.dumps(plan)
 
 
 class NamespaceSandbox:
@@ -69,11 +106,11 @@ class NamespaceSandbox:
         points = MountPoints(spec.rootfs)
         scratch = Path(tempfile.mkdtemp(prefix="farm-sandbox-"))
         try:
-            args = [f"{t}={src}" for t, src in prepare_rootfs(spec, points, scratch).items()]
+            plan = mount_plan(spec, prepare_rootfs(spec, points, scratch))
             argv = [sys.executable, "-m", "executor.sandbox.enter"]
             if self.userns:
                 argv.append("--userns")
-            argv += [spec.to_json(), *args]
+            argv += [spec.to_json(), plan]
             # The entry process gets a clean environment: nothing of the builder's
             # (credentials included) reaches the step, which gets spec.env only.
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _package_root()}

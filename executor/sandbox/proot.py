@@ -2,6 +2,10 @@
 
 Slower than the namespace backends (every system call is traced) and weaker: it
 cannot isolate the network, and ids other than the faked root are only pretended.
+
+Warning: proot shows the step the host's own /proc (proot needs one), so a step can
+read the builder's processes, their command lines and /proc/<pid>/environ. Use this
+backend only for trusted Dockerfiles; prefer ``chroot`` or ``userns`` elsewhere.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from executor.errors import SandboxError
 from executor.sandbox.mountpoints import MountPoints
 from executor.sandbox.namespaces import prepare_rootfs
 from executor.sandbox.process import run_process
-from executor.sandbox.spec import OutputSink, RunSpec
+from executor.sandbox.spec import DEVICES, OutputSink, RunSpec
 
 
 class ProotSandbox:
@@ -33,7 +37,7 @@ class ProotSandbox:
         scratch = Path(tempfile.mkdtemp(prefix="farm-proot-"))
         points = MountPoints(spec.rootfs)
         try:
-            binds = prepare_rootfs(spec, points, scratch)
+            binds = prepare_rootfs(spec, points, scratch).etc
             identity = ["-0"] if spec.uid == 0 else ["-i", f"{spec.uid}:{spec.gid}"]
             argv = [
                 program,
@@ -43,10 +47,11 @@ class ProotSandbox:
                 spec.workdir or "/",
                 *identity,
                 "-b",
-                "/dev",
-                "-b",
                 "/proc",
             ]
+            # Only the device nodes a build needs, not the host's whole /dev.
+            for name in DEVICES:
+                argv += ["-b", f"/dev/{name}"]
             for target, source in binds.items():
                 argv += ["-b", f"{source}:{target}"]
             for m in spec.mounts:

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+# The device nodes a build step may use; nothing else of the host's /dev is shown.
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
 
 @dataclass(frozen=True)
 class Mount:

@@ -134,16 +134,109 @@ def test_mounts_are_visible_then_gone(backend: str, rootfs: Path, tmp_path: Path
     assert (rootfs / "etc").stat().st_mtime_ns == etc_mtime
 
 
-def test_mount_target_through_a_symlink_out_of_the_rootfs_is_refused(
-    rootfs: Path, tmp_path: Path
+@pytest.mark.parametrize("backend", ["chroot", "userns"])
+def test_mount_target_through_an_absolute_symlink_stays_in_the_rootfs(
+    backend: str, rootfs: Path, tmp_path: Path
 ) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
+    # Resolved as under chroot: the host path the link names is taken inside the rootfs.
     (rootfs / "evil").symlink_to(outside)
-    spec = RunSpec(rootfs, ("true",), env=(PATH,), mounts=(Mount("tmpfs", "/evil/x"),))
-    with pytest.raises(SandboxError, match="outside the rootfs"):
-        make_sandbox("chroot").run(spec, lambda _: None)
+    before = sorted(str(p.relative_to(rootfs)) for p in rootfs.rglob("*"))
+    spec = RunSpec(
+        rootfs,
+        ("sh", "-c", "echo hi > /evil/x/f && cat /evil/x/f"),
+        env=(PATH,),
+        mounts=(Mount("tmpfs", "/evil/x"),),
+    )
+    status, out = run(backend, spec)
+    assert (status, out) == (0, "hi\n")
     assert list(outside.iterdir()) == []
+    # What was made inside the rootfs to hold the mount point is gone again.
+    assert not (rootfs / str(outside).lstrip("/")).exists()
+    assert sorted(str(p.relative_to(rootfs)) for p in rootfs.rglob("*")) == before
+
+
+# Docker's default capabilities: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID
+# SETPCAP NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
+DOCKER_CAPS = "00000000a80425fb"
+
+
+@pytest.mark.parametrize("backend", ["chroot", "userns"])
+def test_root_step_keeps_only_dockers_capabilities(backend: str, rootfs: Path) -> None:
+    script = "grep -E '^Cap(Bnd|Eff|Prm|Inh)' /proc/self/status; mount -t tmpfs none /mnt"
+    status, out = run(backend, RunSpec(rootfs, ("sh", "-c", script), env=(PATH,)))
+    caps = dict(line.split(":\t") for line in out.splitlines() if line.startswith("Cap"))
+    assert caps == {
+        "CapBnd": DOCKER_CAPS,
+        "CapEff": DOCKER_CAPS,
+        "CapPrm": DOCKER_CAPS,
+        "CapInh": "0000000000000000",
+    }, out
+    assert status != 0, out  # no CAP_SYS_ADMIN: no mounting
+
+
+@pytest.mark.parametrize("backend", ["chroot", "userns"])
+def test_root_step_cannot_reach_the_host_filesystem(
+    backend: str, rootfs: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "host-marker"
+    marker.write_text("host")
+    script = (
+        "cat /proc/self/mountinfo; echo ---; "
+        f"cat /proc/1/root{marker} /proc/self/root{marker} {marker} 2>/dev/null; "
+        "mkdir -p /x && chroot /x /bin/sh -c true 2>/dev/null; echo chroot=$?"
+    )
+    status, out = run(backend, RunSpec(rootfs, ("sh", "-c", script), env=(PATH,)))
+    assert status == 0, out
+    mountinfo, _, rest = out.partition("---\n")
+    assert "host" not in rest.splitlines()
+    assert rest.splitlines()[-1] != "chroot=0"  # nothing to run in an empty /x
+    points = [line.split()[4] for line in mountinfo.splitlines()]
+    # After pivot_root the old root is detached: every mount point is the rootfs's
+    # own, and no mount is of the host's root directory itself.
+    assert points[0] == "/" or "/" in points
+    assert not any(p.startswith(str(tmp_path)) for p in points), mountinfo
+    roots = [line.split()[3] for line in mountinfo.splitlines() if line.split()[4] == "/"]
+    assert roots and all(r != "/" for r in roots), mountinfo
+    assert len(points) < 20, mountinfo  # not the host's whole mount table
+    # Docker's masked /proc files are empty here (timer_list is not, on the host).
+    if Path("/proc/timer_list").exists():
+        spec = RunSpec(rootfs, ("sh", "-c", "wc -c < /proc/timer_list"), env=(PATH,))
+        assert run(backend, spec) == (0, "0\n")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_absolute_dangling_resolv_conf_symlink(backend: str, rootfs: Path) -> None:
+    resolv = rootfs / "etc" / "resolv.conf"
+    resolv.unlink(missing_ok=True)
+    resolv.symlink_to("/run/resolv/stub.conf")
+    before = sorted(str(p.relative_to(rootfs)) for p in rootfs.rglob("*"))
+    etc_mtime = (rootfs / "etc").stat().st_mtime_ns
+    spec = RunSpec(rootfs, ("sh", "-c", "cat /etc/resolv.conf; echo ok"), env=(PATH,))
+    status, out = run(backend, spec)
+    assert status == 0 and out.endswith("ok\n"), out
+    expected = Path("/etc/resolv.conf").read_text() if Path("/etc/resolv.conf").exists() else ""
+    assert out == expected + "ok\n"
+    assert os.readlink(resolv) == "/run/resolv/stub.conf" and not resolv.exists()
+    assert sorted(str(p.relative_to(rootfs)) for p in rootfs.rglob("*")) == before
+    assert (rootfs / "etc").stat().st_mtime_ns == etc_mtime
+
+
+@pytest.mark.parametrize("backend", ["chroot", "userns"])
+def test_relative_mount_target_is_refused(backend: str, rootfs: Path) -> None:
+    spec = RunSpec(rootfs, ("true",), env=(PATH,), mounts=(Mount("tmpfs", "rel"),))
+    with pytest.raises(SandboxError, match="mount target rel: not an absolute path"):
+        make_sandbox(backend).run(spec, lambda _: None)
+    assert not (rootfs / "rel").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mount_target_under_a_file_is_refused(backend: str, rootfs: Path) -> None:
+    spec = RunSpec(rootfs, ("true",), env=(PATH,), mounts=(Mount("tmpfs", "/bin/busybox/x"),))
+    with pytest.raises(SandboxError, match="mount target /bin/busybox/x: .*not a directory"):
+        make_sandbox(backend).run(spec, lambda _: None)
+    assert (rootfs / "bin" / "busybox").is_file()
 
 
 def test_auto_picks_the_strongest_working_backend() -> None:
