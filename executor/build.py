@@ -11,7 +11,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +30,8 @@ from executor.dockerfile import (
     unconsumed_build_args,
 )
 from executor.errors import BuildInputError
-from executor.fs.snapshot import WalkSnapshotter
+from executor.fs.overlay import OverlaySnapshotter
+from executor.fs.snapshot import Snapshotter, WalkSnapshotter
 from executor.image import BuildImage
 from executor.oci.digest import Digest
 from executor.oci.manifest import Platform
@@ -39,7 +40,7 @@ from executor.options import BuildOptions
 from executor.output import write_outputs
 from executor.registry.client import RegistryConnector
 from executor.report import BuildReporter
-from executor.sandbox.select import choose_sandbox
+from executor.sandbox.select import choose_sandbox, probe_overlay
 from executor.sandbox.spec import Sandbox
 from executor.stage import BuildServices, StageState, created_timestamp, run_step
 
@@ -251,8 +252,6 @@ def build(
 ) -> BuildResult:
     """Build the Dockerfile the options name and write the outputs they ask for."""
     started = time.monotonic()
-    if options.snapshot_mode == "overlay":
-        raise BuildInputError("--snapshot-mode=overlay is not available yet; use walk (or auto)")
     workspace = options.workspace
     workspace.mkdir(parents=True, exist_ok=True)
     with reporter.phase("context"):
@@ -268,10 +267,11 @@ def build(
         reporter.info(f"warning: build-arg {name} was not consumed by any ARG")
     platform = options.platform or Platform.host()
     stages = _Stages(workspace, connector, platform)
+    chosen_sandbox = sandbox or choose_sandbox(options.sandbox)
     services = BuildServices(
         options=options,
-        sandbox=sandbox or choose_sandbox(options.sandbox),
-        new_snapshotter=lambda: WalkSnapshotter(ignore=options.ignore_paths),
+        sandbox=chosen_sandbox,
+        new_snapshotter=_snapshotter_factory(options, chosen_sandbox),
         reporter=reporter,
         context=context,
         layers_dir=workspace / "layers",
@@ -289,6 +289,22 @@ def build(
         options.timings_file.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
     reporter.info(f"built {digest} ({len(image.layers)} layers, {timings['total']:.2f}s)")
     return BuildResult(digest, image, timings)
+
+
+def _snapshotter_factory(options: BuildOptions, sandbox: Sandbox) -> Callable[[], Snapshotter]:
+    """overlay where the sandbox can mount it (the namespace backends), else the walk.
+
+    kaniko's mode names (full, redo, time) all mean a walk here.
+    """
+    mode = options.snapshot_mode
+    # One probe per build (a namespace with an overlay mount, ~50 ms).
+    why_not = probe_overlay(sandbox) if mode in ("auto", "overlay") else "not asked for"
+    if mode == "overlay" and why_not is not None:
+        raise BuildInputError(f"--snapshot-mode=overlay does not work here: {why_not}")
+    if why_not is None:
+        scratch = options.workspace / "overlay"
+        return lambda: OverlaySnapshotter(scratch, tuple(options.ignore_paths))
+    return lambda: WalkSnapshotter(ignore=options.ignore_paths)
 
 
 def _finish(image: BuildImage, options: BuildOptions, created: str) -> BuildImage:

@@ -31,12 +31,19 @@ def _read_db(rootfs: Path, name: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
+def _number(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"the image's {what} has a malformed id {text!r}") from None
+
+
 def _lookup_group(rootfs: Path, group: str) -> int:
     if group.isdigit():
         return int(group)
     for fields in _read_db(rootfs, "group"):
         if len(fields) >= 3 and fields[0] == group:
-            return int(fields[2])
+            return _number(fields[2], "/etc/group")
     raise UserError(f"group {group!r} not found in the image's /etc/group")
 
 
@@ -51,14 +58,15 @@ def resolve_user(rootfs: Path, spec: str) -> Ids:
         uid = int(user)
         for fields in passwd:
             if len(fields) >= 4 and fields[2] == user:
-                primary, name = int(fields[3]), fields[0]
+                primary, name = _number(fields[3], "/etc/passwd"), fields[0]
                 break
         else:
             primary = 0  # as runc: a uid the image does not know runs with gid 0
     else:
         for fields in passwd:
             if len(fields) >= 4 and fields[0] == user:
-                uid, primary, name = int(fields[2]), int(fields[3]), user
+                uid = _number(fields[2], "/etc/passwd")
+                primary, name = _number(fields[3], "/etc/passwd"), user
                 break
         if uid is None:
             raise UserError(f"user {user!r} not found in the image's /etc/passwd")
@@ -75,7 +83,10 @@ def resolve_user(rootfs: Path, spec: str) -> Ids:
 
 
 def resolve_chown(rootfs: Path, spec: str) -> tuple[int, int]:
-    """``--chown=user[:group]``; with no group the gid is the uid (Docker's COPY docs)."""
+    """``--chown=user[:group]``. With no group, a name takes its primary group from
+    /etc/passwd and a bare number is used as the gid too (BuildKit's rule)."""
     user, _, group = spec.partition(":")
-    uid = resolve_user(rootfs, user).uid
-    return uid, (_lookup_group(rootfs, group) if group else uid)
+    ids = resolve_user(rootfs, user)
+    if group:
+        return ids.uid, _lookup_group(rootfs, group)
+    return ids.uid, (ids.uid if user.isdigit() else ids.gid)

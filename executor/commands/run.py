@@ -162,6 +162,10 @@ def run(state: StageState, inst: Run) -> None:
     services = state.services
     output = StepOutput(services.reporter)
     scratch: list[Path] = []
+    snapshotter = state.snapshotter
+    dirs = snapshotter.overlay_dirs() if snapshotter is not None else None
+    if dirs is not None:
+        spec = replace(spec, overlay=(str(dirs[0]), str(dirs[1])))
     try:
         spec = replace(spec, mounts=_mounts(state, inst, scratch))
         with services.reporter.phase("run"):

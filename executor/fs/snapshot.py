@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -38,6 +38,7 @@ class _Stat:
     ino: int
     link: str | None
     ctime_ns: int
+    nlink: int
 
 
 Tree = dict[str, _Stat]
@@ -51,6 +52,10 @@ class Snapshotter(Protocol):
     def begin(self, rootfs: Path) -> None: ...
 
     def finish(self) -> list[Change]: ...
+
+    def overlay_dirs(self) -> tuple[Path, Path] | None:
+        """Upper and work dirs for a RUN step to write through, or None (walk)."""
+        ...
 
 
 def _scan(rootfs: Path, ignore: frozenset[str]) -> Tree:
@@ -79,10 +84,23 @@ def _scan(rootfs: Path, ignore: frozenset[str]) -> Tree:
                     st.st_ino,
                     link,
                     0 if stat.S_ISDIR(st.st_mode) else st.st_ctime_ns,
+                    0 if stat.S_ISDIR(st.st_mode) else st.st_nlink,
                 )
                 if stat.S_ISDIR(st.st_mode):
                     stack.append((rel, entry.path))
     return tree
+
+
+def _changed(old: _Stat | None, new: _Stat) -> bool:
+    if old is None or old == new:
+        return old is None
+    # Removing another hard link to a file bumps its ctime and lowers its link count
+    # and nothing else: the file is unchanged, and overlayfs does not copy it up. A new
+    # link does make overlayfs copy the file up, so both names reach the layer.
+    only_unlinked = (
+        new.nlink < old.nlink and replace(old, ctime_ns=new.ctime_ns, nlink=new.nlink) == new
+    )
+    return not only_unlinked
 
 
 def diff_trees(before: Tree, after: Tree) -> list[Change]:
@@ -90,7 +108,7 @@ def diff_trees(before: Tree, after: Tree) -> list[Change]:
     changes = [
         Change(path, ChangeKind.ADDED_OR_MODIFIED)
         for path, new in after.items()
-        if before.get(path) != new
+        if _changed(before.get(path), new)
     ]
     covered: str | None = None
     for path in sorted(p for p in before if p not in after):
@@ -111,6 +129,9 @@ class WalkSnapshotter:
         self._ignore = frozenset(p.strip("/") for p in ignore)
         self._rootfs: Path | None = None
         self._baseline: Tree | None = None
+
+    def overlay_dirs(self) -> tuple[Path, Path] | None:
+        return None
 
     def begin(self, rootfs: Path) -> None:
         if self._rootfs != rootfs or self._baseline is None:

@@ -230,9 +230,19 @@ def _prepare_root(plan: dict[str, Any]) -> None:
     """
     root: str = plan["root"]
     mount("none", "/", "", MS_REC | MS_PRIVATE)
-    # A bind of the rootfs on itself makes it a mount point, which pivot_root needs;
-    # everything mounted below moves with it.
-    mount(root, root, "", MS_BIND | MS_REC)
+    overlay = plan.get("overlay")
+    if overlay:
+        # The step's writes go to the upper dir (the overlay snapshotter reads them);
+        # the overlay is also the mount point pivot_root needs.
+        upper, work = overlay
+        options = f"lowerdir={root},upperdir={upper},workdir={work}"
+        # In a user namespace overlayfs keeps its marks in user.* xattrs (Linux 5.11+).
+        options += ",userxattr" if plan.get("userns") else ",redirect_dir=off,index=off"
+        mount("overlay", root, "overlay", 0, options)
+    else:
+        # A bind of the rootfs on itself makes it a mount point, which pivot_root needs;
+        # everything mounted below moves with it.
+        mount(root, root, "", MS_BIND | MS_REC)
     mount_at(root, plan["proc"], "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     dev: str = plan["dev"]
     mount_at(root, dev, "tmpfs", "tmpfs", MS_NOSUID, data="mode=755,size=65536k")
@@ -403,6 +413,7 @@ def main(argv: list[str]) -> int:
     args = [a for a in argv if a != "--userns"]
     spec = RunSpec.from_json(args[0])
     plan: dict[str, Any] = json.loads(args[1])
+    plan["userns"] = userns
     for target in [m.target for m in spec.mounts] + [m["target"] for m in plan["mounts"]]:
         if not target.startswith("/"):
             print(f"sandbox: mount target {target}: not an absolute path", file=sys.stderr)

@@ -38,6 +38,31 @@ class MountPoints:
     # Components made, as names relative to the rootfs (resolved, symlink-free).
     created: list[tuple[str, ...]] = field(default_factory=list)
     times: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
+    # Parents' mtimes once every mount point exists: if the step changes one, that
+    # change is the step's and is kept (it belongs in the layer, as overlayfs keeps it).
+    settled: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    def settle(self) -> None:
+        """Note the parents' times now that every mount point is made; call before the step."""
+        self.settled = self._mtimes()
+
+    def _mtimes(self) -> dict[tuple[str, ...], int]:
+        found: dict[tuple[str, ...], int] = {}
+        try:
+            root_fd = os.open(self.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return found
+        try:
+            for names in self.times:
+                fd = self._open(root_fd, names)
+                if fd is not None:
+                    try:
+                        found[names] = os.fstat(fd).st_mtime_ns
+                    finally:
+                        os.close(fd)
+        finally:
+            os.close(root_fd)
+        return found
 
     def ensure(self, target: str, *, directory: bool) -> Path:
         """Make ``target`` (absolute, inside the container) exist; return its host path."""
@@ -153,6 +178,7 @@ class MountPoints:
         Paths are walked again without following symlinks: if the step replaced a
         directory made here with a symlink, nothing is removed through it.
         """
+        after_step = self._mtimes()
         try:
             root_fd = os.open(self.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
@@ -174,7 +200,11 @@ class MountPoints:
                     pass  # the step put something there: it belongs in the layer
                 finally:
                     os.close(parent)
-            for names, (atime, mtime) in sorted(self.times.items(), key=lambda kv: -len(kv[0])):
+            for names, (atime, before) in sorted(self.times.items(), key=lambda kv: -len(kv[0])):
+                mtime = before
+                if names in after_step and after_step[names] != self.settled.get(names):
+                    # The step itself changed this directory: keep the step's time.
+                    mtime = after_step[names]
                 fd = self._open(root_fd, names)
                 if fd is None:
                     continue

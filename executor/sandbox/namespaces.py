@@ -68,6 +68,7 @@ def prepare_rootfs(spec: RunSpec, points: MountPoints, scratch: Path) -> Prepare
             raise SandboxError(f"mount target {m.target}: not an absolute path")
         is_dir = m.kind == "tmpfs" or os.path.isdir(m.source)
         prepared.points[m.target] = points.ensure(m.target, directory=is_dir)
+    points.settle()
     return prepared
 
 
@@ -91,6 +92,7 @@ def mount_plan(spec: RunSpec, prepared: Prepared) -> str:
         "proc": str(prepared.points["/proc"]),
         "dev": str(prepared.points["/dev"]),
         "mounts": mounts,
+        "overlay": list(spec.overlay) if spec.overlay else None,
     }
     return json.dumps(plan)
 

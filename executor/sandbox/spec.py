@@ -40,6 +40,8 @@ class RunSpec:
     network: str = "default"  # "none" gives the step a network namespace of its own
     mounts: tuple[Mount, ...] = field(default=())
     hostname: str = "buildkitsandbox"  # what Docker's and BuildKit's RUN steps see
+    # (upper, work): mount an overlay over the rootfs so the step's writes land in upper.
+    overlay: tuple[str, str] | None = None
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
@@ -60,6 +62,7 @@ class RunSpec:
             network=data["network"],
             mounts=tuple(Mount(**m) for m in data["mounts"]),
             hostname=data["hostname"],
+            overlay=tuple(data["overlay"]) if data.get("overlay") else None,
         )
 
 

@@ -17,7 +17,7 @@ from executor.oci.manifest import Platform
 from executor.oci.reference import ImageReference
 from executor.options import SNAPSHOT_MODES, BuildOptions
 from executor.report import BuildReporter
-from executor.sandbox.select import BACKENDS, probe_all
+from executor.sandbox.select import BACKENDS, make_sandbox, probe_all, probe_overlay
 from farm.cli.flags import add_registry_flags, connector
 
 
@@ -175,7 +175,9 @@ def run_doctor(args: argparse.Namespace) -> int:
             chosen = report.name
         print(f"  {mark} {report.name:<7} {report.reason or ''}".rstrip())
     print(f"auto sandbox: {chosen or 'none works here'}")
-    print("snapshotters:")
+    print("snapshotters (auto takes overlay where it works):")
     print("  ok  walk    stat-cache walk, works everywhere")
-    print("  no  overlay not implemented yet; walk is used")
+    overlay_reason = probe_overlay(make_sandbox(chosen)) if chosen else "no sandbox works"
+    mark = "ok " if overlay_reason is None else "no "
+    print(f"  {mark} overlay {overlay_reason or 'RUN steps write to an overlayfs upper dir'}")
     return 0 if chosen else 1

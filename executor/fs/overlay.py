@@ -1,0 +1,178 @@
+"""The overlay snapshotter: a RUN step writes into an overlayfs upper directory, so
+what it changed is exactly what is in there, however big the rootfs is.
+
+Around a RUN step the sandbox mounts ``overlay(lower=rootfs, upper, work)`` on the
+rootfs. ``finish`` then reads the upper directory: character devices 0/0 are
+deletions (overlayfs's whiteouts) and directories marked opaque replaced their lower
+contents. It applies the upper directory onto the rootfs (renames within one
+filesystem, no copies) and returns the changes in the same form the walk
+snapshotter gives, so both make the same layer for the same step: an opaque
+directory becomes one whiteout per lower entry that is gone, as the walk reports it.
+
+Steps that write from Python (COPY, WORKDIR) fall back to a stat walk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from executor.fs.changes import Change, ChangeKind
+from executor.fs.snapshot import WalkSnapshotter
+
+# overlayfs marks opaque directories with this xattr: "user." in a user namespace
+# (mounted with userxattr), "trusted." as real root.
+_OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
+_PRIVATE_PREFIXES = ("user.overlay.", "trusted.overlay.")
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(path: str) -> bool:
+    for name in _OPAQUE_XATTRS:
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _strip_private_xattrs(path: str) -> None:
+    """overlayfs bookkeeping must not travel into the rootfs or a layer."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(_PRIVATE_PREFIXES):
+            # A filesystem that will not drop it: harmless for the rootfs.
+            with contextlib.suppress(OSError):
+                os.removexattr(path, name, follow_symlinks=False)
+
+
+class OverlaySnapshotter:
+    """Changes of RUN steps from an overlay upper dir; other steps by a stat walk."""
+
+    name = "overlay"
+
+    def __init__(self, scratch: Path, ignore: tuple[str, ...] = ()) -> None:
+        self._scratch = scratch
+        self._ignore = frozenset(p.strip("/") for p in ignore)
+        self._walk = WalkSnapshotter(ignore)
+        self._rootfs: Path | None = None
+        self._dirs: tuple[Path, Path] | None = None
+        self._walking = False
+
+    def overlay_dirs(self) -> tuple[Path, Path]:
+        """Upper and work directories for the step about to run (RUN asks for them)."""
+        if self._dirs is None:
+            # Stages run at once and each has its own snapshotter: a fresh dir per step.
+            self._scratch.mkdir(parents=True, exist_ok=True)
+            base = Path(tempfile.mkdtemp(prefix="step-", dir=self._scratch))
+            upper, work = base / "upper", base / "work"
+            upper.mkdir()
+            work.mkdir()
+            self._dirs = (upper, work)
+            self._walking = False
+        return self._dirs
+
+    def begin(self, rootfs: Path) -> None:
+        self._rootfs = rootfs
+        self._dirs = None
+        # Until RUN asks for an overlay, assume a Python-side step: walk.
+        self._walking = True
+        self._walk.begin(rootfs)
+
+    def finish(self) -> list[Change]:
+        if self._rootfs is None:
+            raise RuntimeError("finish() before begin()")
+        if self._walking or self._dirs is None:
+            return self._walk.finish()
+        upper, _ = self._dirs
+        try:
+            changes = self._changes(upper)
+            self._apply(upper)
+        finally:
+            shutil.rmtree(upper.parent, ignore_errors=True)
+            self._dirs = None
+        # The rootfs changed behind the walk's back: it rescans at its next begin.
+        self._walk = WalkSnapshotter(tuple(self._ignore))
+        return changes
+
+    def _ignored(self, rel: str) -> bool:
+        return any(rel == p or rel.startswith(p + "/") for p in self._ignore)
+
+    def _changes(self, upper: Path) -> list[Change]:
+        assert self._rootfs is not None
+        changes: list[Change] = []
+        for directory, dirs, files in os.walk(upper):
+            rel_dir = os.path.relpath(directory, upper)
+            for name in sorted([*dirs, *files]):
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if self._ignored(rel):
+                    continue
+                path = os.path.join(directory, name)
+                st = os.lstat(path)
+                lower = self._rootfs / rel
+                if _is_whiteout(st):
+                    if os.path.lexists(lower):
+                        changes.append(Change(rel, ChangeKind.DELETED))
+                    continue
+                changes.append(Change(rel, ChangeKind.ADDED_OR_MODIFIED))
+                if stat.S_ISDIR(st.st_mode) and _is_opaque(path) and lower.is_dir():
+                    kept = set(os.listdir(path))
+                    for gone in sorted(os.listdir(lower)):
+                        if gone not in kept:
+                            changes.append(Change(f"{rel}/{gone}", ChangeKind.DELETED))
+            dirs[:] = [d for d in dirs if not _is_whiteout(os.lstat(os.path.join(directory, d)))]
+        return changes
+
+    def _apply(self, upper: Path) -> None:
+        """Move the upper dir's entries onto the rootfs, parents first."""
+        assert self._rootfs is not None
+        dir_meta: list[tuple[Path, os.stat_result]] = []
+        for directory, dirs, files in os.walk(upper):
+            rel_dir = os.path.relpath(directory, upper)
+            target_dir = self._rootfs if rel_dir == "." else self._rootfs / rel_dir
+            moved: list[str] = []
+            for name in sorted([*dirs, *files]):
+                path = os.path.join(directory, name)
+                target = target_dir / name
+                st = os.lstat(path)
+                if _is_whiteout(st):
+                    _remove(target)
+                    moved.append(name)
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if _is_opaque(path) or (os.path.lexists(target) and not target.is_dir()):
+                        _remove(target)
+                    if target.is_symlink():
+                        _remove(target)
+                    if not target.exists():
+                        target.mkdir()
+                    dir_meta.append((target, st))
+                    continue
+                _remove(target)
+                os.replace(path, target)
+                _strip_private_xattrs(str(target))
+                moved.append(name)
+            dirs[:] = [d for d in dirs if d not in moved]
+        for target, st in reversed(dir_meta):
+            os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
+            os.chmod(target, stat.S_IMODE(st.st_mode))
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            _strip_private_xattrs(str(target))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
