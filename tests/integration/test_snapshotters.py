@@ -27,7 +27,8 @@ RUN rm -rf /d && mkdir /d && echo 3 > /d/c
 RUN rm /keep/hard && rm -rf /d/c && mkdir /d/c && echo x > /keep/soft-target \\
     && rm /keep/soft && ln -s soft-target /keep/soft
 RUN echo "same size" > /keep/k && touch -d @0 /keep/k && chmod 600 /keep/k
-RUN mkdir -p /opt/x/y && echo o > /opt/x/y/z && rm -rf /opt/x && mkdir -p /opt/x && echo n > /opt/x/new
+RUN mkdir -p /opt/x/y && echo o > /opt/x/y/z \\
+    && rm -rf /opt/x && mkdir -p /opt/x && echo n > /opt/x/new
 RUN true
 """
 
