@@ -259,3 +259,54 @@ def test_secrets_reach_only_the_step_that_asks(busybox_image: PushedImage, tmp_p
     assert not any("run/secrets" in n for n in names)
     assert (rootfs / "token-length").read_text().strip() == "19"
     assert (rootfs / "later").read_text() == "absent\n"
+
+
+def test_shell_maintainer_link_and_workspace_hygiene(
+    busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        MAINTAINER Jane Doe <jane@example.com>
+        SHELL ["/bin/sh", "-ec"]
+        RUN echo "shell is $0 with flags $-" > /shell-info
+        COPY --link a.txt /linked/a.txt
+        """,
+        {"a.txt": "a\n"},
+    )
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    layout = tmp_path / "layout"
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    result = subprocess.run(
+        [sys.executable, "-m", "farm", "build", "--context", str(ctx), "--no-push",
+         "--oci-layout-path", str(layout)],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rootfs = unpack_image(layout, "latest", tmp_path / "bundle")
+    assert (
+        "flags" in (rootfs / "shell-info").read_text()
+        and "e" in (rootfs / "shell-info").read_text().split("flags ")[1]
+    )
+    assert (rootfs / "linked/a.txt").read_text() == "a\n"
+    config = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "farm", "image", "inspect", "--raw", f"oci:{layout}:latest"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    blobs = layout / "blobs/sha256"
+    image_config = json.loads((blobs / config["config"]["digest"].split(":")[1]).read_text())
+    assert image_config["author"] == "Jane Doe <jane@example.com>"
+    assert image_config["config"]["Shell"] == ["/bin/sh", "-ec"]
+    # The default workspace lives in TMPDIR and is gone afterwards, success or failure.
+    assert list(tmpdir.iterdir()) == []
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image.reference}\nRUN exit 3\n")
+    failed = subprocess.run(
+        [sys.executable, "-m", "farm", "build", "--context", str(ctx), "--no-push"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert failed.returncode == 1 and "exit code 3" in failed.stderr
+    assert list(tmpdir.iterdir()) == []
