@@ -253,3 +253,35 @@ def test_hostile_mounts_stay_inside(busybox_image: PushedImage, tmp_path: Path) 
             assert "layers" not in listing and "stages" not in listing
         else:
             assert result.returncode == 1 and "bind mount source" in result.stderr, result.stderr
+
+
+def test_entrypoint_resets_an_inherited_cmd(busybox_image: PushedImage, tmp_path: Path) -> None:
+    """busybox's CMD ["sh"] is dropped by a new ENTRYPOINT; a CMD of this stage is kept."""
+    base = busybox_image.reference
+    reset = write_context(tmp_path / "reset", f'FROM {base}\nENTRYPOINT ["/bin/echo"]\n')
+    kept = write_context(
+        tmp_path / "kept",
+        f'FROM --platform=linux/amd64 {base}\nCMD ["hi"]\nENTRYPOINT ["/bin/echo"]\n',
+    )
+    for ctx, cmd in ((reset, None), (kept, ["hi"])):
+        layout = ctx.parent / f"{ctx.name}-layout"
+        result = farm("build", "--context", str(ctx), "--no-push", "--oci-layout-path", str(layout))
+        assert result.returncode == 0, result.stderr
+        config = _config(layout)["config"]
+        assert isinstance(config, dict)
+        assert config["entrypoint"] == ["/bin/echo"] and config["cmd"] == cmd
+
+
+def test_farm_doctor_reports_backends() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "farm", "doctor"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for backend in ("chroot", "userns", "proot"):
+        assert any(line.split()[:2] == ["ok", backend] for line in lines), out.stdout
+    assert "auto sandbox: chroot" in lines
+    assert any(line.split()[:2] == ["ok", "overlay"] for line in lines), out.stdout
