@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from executor.errors import ExecutorError
-from farm.cli import build, image
+from farm.cli import build, image, queue
 
 __all__ = ["build_parser", "main"]
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     build.add_parser(commands)
     image.add_parser(commands)
+    queue.add_parser(commands)
     return parser
 
 

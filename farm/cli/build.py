@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.build import build
-from executor.errors import BuildInputError
+from executor.errors import BuildInputError, ExecutorError
 from executor.fs.compression import COMPRESSIONS
 from executor.oci.manifest import Platform
 from executor.oci.reference import ImageReference
@@ -64,6 +65,8 @@ def add_parser(commands: Any) -> None:
         "(default: inside the workspace, so per build)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+    # For the farm's worker: how the build ended, as JSON (error class, temporary flag).
+    p.add_argument("--outcome-file", type=Path, help=argparse.SUPPRESS)
     add_registry_flags(p)
     p.set_defaults(func=run_build)
 
@@ -150,11 +153,36 @@ def run_build(args: argparse.Namespace) -> int:
     reporter = BuildReporter(sys.stderr, quiet=args.quiet)
     try:
         result = build(options, connector=connector(args, {}), reporter=reporter)
+    except ExecutorError as exc:
+        _write_outcome(
+            args.outcome_file,
+            {
+                "ok": False,
+                "error": type(exc).__name__,
+                "temporary": exc.temporary,
+                "message": str(exc),
+            },
+        )
+        raise
     finally:
         if args.workspace is None:
             shutil.rmtree(workspace, ignore_errors=True)
+    _write_outcome(
+        args.outcome_file,
+        {
+            "ok": True,
+            "digest": str(result.digest),
+            "timings": dict(result.timings),
+            "layers": len(result.image.layers),
+        },
+    )
     print(result.digest)
     return 0
+
+
+def _write_outcome(path: Path | None, outcome: dict[str, object]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(outcome))
 
 
 def _epoch_from_env() -> int | None:

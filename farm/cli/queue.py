@@ -1,0 +1,210 @@
+"""The farm's commands: worker, submit, status, wait, logs, cancel, retry, list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from farm.client import FarmClient
+from farm.config import Settings
+from farm.records import TERMINAL, BuildRecord, BuildState
+
+# What `farm wait` exits with when a build did not succeed.
+_FAILED = 1
+
+
+def add_parser(commands: Any) -> None:
+    worker = commands.add_parser("worker", help="run a build worker (one build at a time)")
+    worker.add_argument("--metrics-addr", default="0.0.0.0", help="where /metrics listens")
+    worker.add_argument("--metrics-port", type=int, help="default: FARM_METRICS_PORT")
+    worker.add_argument("--name", help="worker name (default: host and pid)")
+    worker.set_defaults(func=run_worker)
+
+    submit = commands.add_parser("submit", help="submit a build (or a batch) to the farm")
+    submit.add_argument("--context", type=Path, default=Path("."))
+    submit.add_argument("-f", "--dockerfile", default="Dockerfile")
+    submit.add_argument("-d", "--destination", action="append", default=[], metavar="REF")
+    submit.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--target")
+    submit.add_argument("--custom-platform", metavar="OS/ARCH[/VARIANT]")
+    submit.add_argument("--no-push", action="store_true")
+    submit.add_argument("--batch", type=Path, help="a YAML file listing builds")
+    submit.add_argument(
+        "--fail-fast", action="store_true", help="with --batch: stop at the first failure"
+    )
+    submit.add_argument("--wait", action="store_true", help="wait for the outcome")
+    submit.add_argument("--json", action="store_true")
+    submit.set_defaults(func=run_submit)
+
+    for name, func, help_text in (
+        ("status", run_status, "show a build's record"),
+        ("wait", run_wait, "wait for a build to end; exit 0 only on success"),
+        ("cancel", run_cancel, "cancel a build: queued never starts, running is stopped"),
+        ("retry", run_retry, "submit a build again as a new build"),
+    ):
+        p = commands.add_parser(name, help=help_text)
+        p.add_argument("build_id", metavar="ID")
+        p.add_argument("--json", action="store_true")
+        if name == "wait":
+            p.add_argument("--timeout", type=float)
+        p.set_defaults(func=func)
+
+    logs = commands.add_parser("logs", help="print a build's log")
+    logs.add_argument("build_id", metavar="ID")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    logs.set_defaults(func=run_logs)
+
+    listing = commands.add_parser("list", help="list builds")
+    listing.add_argument("--batch", help="only this batch")
+    listing.add_argument("--state", choices=[s.value for s in BuildState])
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=run_list)
+
+
+def _pairs(values: list[str]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"{item!r}: want KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _client() -> FarmClient:
+    return FarmClient(Settings.from_env())
+
+
+def _summary(record: BuildRecord) -> dict[str, Any]:
+    outcome = record.outcome
+    return {
+        "id": record.build_id,
+        "state": record.state.value,
+        "attempts": record.attempts,
+        "worker": record.worker,
+        "queue_wait": record.queue_wait,
+        "digest": str(outcome.digest) if outcome and outcome.digest else None,
+        "pushed": list(outcome.pushed) if outcome else [],
+        "reason": record.reason,
+        "timings": dict(outcome.timings) if outcome else {},
+        "batch": record.request.batch_id,
+    }
+
+
+def _show(record: BuildRecord, as_json: bool) -> None:
+    summary = _summary(record)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    for key in ("id", "state", "digest", "reason", "worker", "attempts"):
+        if summary[key] not in (None, "", []):
+            print(f"{key + ':':<10} {summary[key]}")
+    for ref in summary["pushed"]:
+        print(f"{'pushed:':<10} {ref}")
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from tasks.app import create_app
+
+    settings = Settings.from_env()
+    app = create_app(settings)
+    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    start_http_server(port, addr=args.metrics_addr, registry=app.farm_metrics.registry)
+    name = args.name or f"farm-{os.getpid()}@%h"
+    # The solo pool runs the build task in this process, so /metrics sees it; the
+    # build itself runs in a child the task can kill. SIGTERM lets it finish first.
+    app.worker_main(
+        ["worker", "--pool=solo", "--concurrency=1", "-Q", settings.queue, "-n", name,
+         "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+    )  # fmt: skip
+    return 0
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    client = _client()
+    if args.batch is not None:
+        from farm.spec import parse_batch_file
+
+        items = parse_batch_file(args.batch.read_text(), base_dir=args.batch.parent)
+        batch_id, ids = client.submit_batch(items, fail_fast=args.fail_fast)
+        print(json.dumps({"batch": batch_id, "builds": ids}) if args.json else batch_id)
+        if not args.wait:
+            return 0
+        records = [client.wait(build_id) for build_id in ids.values()]
+        failed = [r for r in records if r.state is not BuildState.SUCCESS]
+        for name, build_id in ids.items():
+            record = client.get(build_id)
+            print(f"{name}: {record.state.value} {record.reason}".rstrip(), file=sys.stderr)
+        return _FAILED if failed else 0
+    build_id = client.submit(
+        args.context,
+        destinations=args.destination,
+        dockerfile=args.dockerfile,
+        build_args=_pairs(args.build_arg),
+        labels=_pairs(args.label),
+        target=args.target,
+        platform=args.custom_platform,
+        no_push=args.no_push,
+    )
+    if not args.wait:
+        print(build_id)
+        return 0
+    record = client.wait(build_id)
+    _show(record, args.json)
+    return 0 if record.state is BuildState.SUCCESS else _FAILED
+
+
+def run_status(args: argparse.Namespace) -> int:
+    _show(_client().get(args.build_id), args.json)
+    return 0
+
+
+def run_wait(args: argparse.Namespace) -> int:
+    record = _client().wait(args.build_id, timeout=args.timeout)
+    _show(record, args.json)
+    return 0 if record.state is BuildState.SUCCESS else _FAILED
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    client = _client()
+    client.cancel(args.build_id)
+    _show(client.get(args.build_id), args.json)
+    return 0
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    print(_client().retry(args.build_id))
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    client = _client()
+    offset = 0
+    while True:
+        chunk, offset = client.logs(args.build_id, offset)
+        if chunk:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+        if not args.follow or (client.get(args.build_id).state in TERMINAL and not chunk):
+            return 0
+        if not chunk:
+            time.sleep(0.5)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    state = BuildState(args.state) if args.state else None
+    records = _client().list(batch_id=args.batch, state=state)
+    if args.json:
+        print(json.dumps([_summary(r) for r in records], indent=2))
+        return 0
+    for record in records:
+        print(f"{record.build_id}  {record.state.value:<14} {record.reason}".rstrip())
+    return 0

@@ -1,0 +1,176 @@
+"""FarmClient: what release tooling calls to submit builds and follow them.
+
+client = FarmClient(Settings.from_env())
+build_id = client.submit(Path("app"), destinations=["registry.example/app:1"])
+record = client.wait(build_id, timeout=600)
+assert record.state is BuildState.SUCCESS, record.reason
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from celery import Celery
+
+from executor.errors import ExecutorError
+from executor.oci.manifest import Platform
+from executor.oci.reference import ImageReference
+from executor.storage import ObjectStore
+from farm.config import Settings
+from farm.contexts import pack_context, upload_context
+from farm.records import TERMINAL, BuildRecord, BuildState, Records
+from farm.spec import BatchItem, BuildRequest
+
+__all__ = ["FarmClient", "WaitTimeoutError"]
+
+BUILD_TASK = "farm.build"
+
+
+class WaitTimeoutError(ExecutorError):
+    """``wait`` ran out of time before the build ended."""
+
+    temporary = True
+
+
+def new_build_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class FarmClient:
+    """Submits builds to the farm and reads their records. Thread-safe for reads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        records: Records | None = None,
+        store: ObjectStore | None = None,
+        app: Celery | None = None,
+    ) -> None:
+        self.settings = settings
+        self.records = records or Records.from_url(settings.redis_url)
+        self._store = store
+        if app is None:
+            from tasks.app import create_app  # only the producer side needs Celery's app
+
+            app = create_app(settings)
+        self._app = app
+
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = self.settings.open_store()
+        return self._store
+
+    def submit(
+        self,
+        context: Path,
+        *,
+        destinations: Sequence[str] = (),
+        dockerfile: str = "Dockerfile",
+        build_args: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        target: str | None = None,
+        platform: str | None = None,
+        no_push: bool = False,
+        batch_id: str | None = None,
+        depends_on: Sequence[str] = (),
+        build_id: str | None = None,
+        retry_of: str | None = None,
+    ) -> str:
+        """Pack and upload ``context`` (if the store lacks it), record and enqueue one build."""
+        with TemporaryDirectory(prefix="farm-pack-") as tmp:
+            packed = pack_context(context, dockerfile=dockerfile, dest_dir=Path(tmp))
+            upload_context(self.store, packed)
+        request = BuildRequest(
+            build_id=build_id or new_build_id(),
+            context_digest=packed.digest,
+            dockerfile=dockerfile,
+            destinations=tuple(ImageReference.parse(d) for d in destinations),
+            build_args=dict(build_args or {}),
+            labels=dict(labels or {}),
+            target=target,
+            platform=Platform.parse(platform) if platform else None,
+            no_push=no_push,
+            batch_id=batch_id,
+            depends_on=tuple(depends_on),
+            retry_of=retry_of,
+            submitted_at=time.time(),
+        )
+        self.records.create(request)
+        self._app.send_task(BUILD_TASK, args=[request.to_json()], queue=self.settings.queue)
+        return request.build_id
+
+    def submit_batch(
+        self, items: Sequence[BatchItem], *, fail_fast: bool = False
+    ) -> tuple[str, dict[str, str]]:
+        """Submit builds together (depends_on names become ids); return (batch id, name: id)."""
+        batch_id = "batch-" + new_build_id()
+        ids = {item.name: new_build_id() for item in items}
+        self.records.create_batch(batch_id, list(ids.values()), fail_fast=fail_fast)
+        for item in items:
+            self.submit(
+                Path(item.context),
+                destinations=[str(r) for r in item.destinations],
+                dockerfile=item.dockerfile,
+                build_args=item.build_args,
+                target=item.target,
+                batch_id=batch_id,
+                depends_on=[ids[name] for name in item.depends_on],
+                build_id=ids[item.name],
+            )
+        return batch_id, ids
+
+    def get(self, build_id: str) -> BuildRecord:
+        record = self.records.get(build_id)
+        if record is None:
+            raise ExecutorError(f"no build {build_id!r}")
+        return record
+
+    def wait(
+        self, build_id: str, *, timeout: float | None = None, poll: float = 0.5
+    ) -> BuildRecord:
+        """Block until the build ends; raise WaitTimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = self.get(build_id)
+            if record.state in TERMINAL:
+                return record
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeoutError(f"build {build_id} still {record.state} after {timeout}s")
+            time.sleep(poll)
+
+    def logs(self, build_id: str, offset: int = 0) -> tuple[bytes, int]:
+        return self.records.read_log(build_id, offset)
+
+    def cancel(self, build_id: str) -> None:
+        """A queued build never starts; a running one is stopped within a second or so."""
+        self.get(build_id)
+        self.records.request_cancel(build_id)
+        self.records.transition(
+            build_id, BuildState.CANCELLED, expect={BuildState.QUEUED}, reason="cancelled"
+        )
+
+    def retry(self, build_id: str) -> str:
+        """Submit the build again as a new build linked to the old one; return the new id."""
+        old = self.get(build_id).request
+        request = BuildRequest(
+            **{
+                **old.__dict__,
+                "build_id": new_build_id(),
+                "retry_of": build_id,
+                "submitted_at": time.time(),
+            }
+        )
+        self.records.create(request)
+        self._app.send_task(BUILD_TASK, args=[request.to_json()], queue=self.settings.queue)
+        return request.build_id
+
+    def list(
+        self, *, batch_id: str | None = None, state: BuildState | None = None
+    ) -> list[BuildRecord]:
+        return self.records.list(batch_id=batch_id, state=state)

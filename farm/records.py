@@ -1,0 +1,503 @@
+"""Build and batch records in Redis: the state machine, timestamps, cancel flags, logs.
+
+Keys (all under ``prefix``)::
+
+    {p}:build:{id}         hash: state, request (JSON), created_at, started_at,
+                           finished_at, attempts, worker, outcome (JSON), reason,
+                           heartbeat_at
+    {p}:builds             sorted set: every build id by created_at
+    {p}:state:{STATE}      set: the ids in that state
+    {p}:working            sorted set: WORKING ids by last heartbeat
+    {p}:batch:{batch_id}   string: {"build_ids": [...], "fail_fast": bool, "created_at": t}
+    {p}:cancel:{id}        string: present when a cancel was asked for
+    {p}:log:{id}           list: log chunks in order; {p}:logbytes:{id} their total size
+
+State changes run as Lua scripts, so two workers racing for one build cannot both
+win. Terminal records, their logs and cancel flags expire after ``terminal_ttl``.
+Everything read back is parsed again (BuildRequest.from_json, BuildOutcome.from_json,
+BuildState): Redis is an input like any other.
+
+::
+
+    ExecutorError
+    └── RecordError               a record that cannot be written or read back
+        ├── DuplicateBuildError   create() with an id or batch id already in use
+        └── RecordsUnavailableError  Redis could not be reached (temporary)
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, cast
+
+import redis
+
+from executor.errors import ExecutorError
+from farm.spec import BuildOutcome, BuildRequest, SpecError
+
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_exported_members.py checks
+    "BuildRecord",
+    "BuildState",
+    "DuplicateBuildError",
+    "RecordError",
+    "Records",
+    "RecordsUnavailableError",
+    "TERMINAL",
+]
+
+# Long enough to look at last week's failures, short enough that Redis stays small.
+DEFAULT_TERMINAL_TTL_SECONDS = 7 * 24 * 3600
+# A batch outlives its builds' records: it may wait in the queue before they finish.
+DEFAULT_BATCH_TTL_SECONDS = 30 * 24 * 3600
+# Build logs are for people: 16 MiB or 100k chunks is far more than anyone reads in
+# Redis; the full log belongs in the bucket.
+DEFAULT_LOG_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_LOG_MAX_CHUNKS = 100_000
+LOG_TRUNCATED = b"\n[farm: log truncated]\n"
+
+
+class BuildState(StrEnum):
+    QUEUED = "QUEUED"
+    WORKING = "WORKING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+TERMINAL = frozenset(
+    {
+        BuildState.SUCCESS,
+        BuildState.FAILURE,
+        BuildState.INTERNAL_ERROR,
+        BuildState.TIMEOUT,
+        BuildState.CANCELLED,
+        BuildState.EXPIRED,
+    }
+)
+
+
+class RecordError(ExecutorError):
+    """A build or batch record that cannot be written, or read back as valid."""
+
+    temporary = False
+
+
+class DuplicateBuildError(RecordError):
+    """A build or batch id that is already in use."""
+
+
+class RecordsUnavailableError(RecordError):
+    """Redis could not be reached or timed out."""
+
+    temporary = True
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """What the farm knows about one build."""
+
+    build_id: str
+    state: BuildState
+    request: BuildRequest
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    worker: str
+    outcome: BuildOutcome | None
+    reason: str
+    heartbeat_at: float | None
+
+    @property
+    def queue_wait(self) -> float | None:
+        """Seconds from creation to the (latest) start, or None if never started."""
+        if self.started_at is None:
+            return None
+        return self.started_at - self.created_at
+
+
+# -- Lua scripts ------------------------------------------------------------------------
+
+# KEYS: build, builds zset, state set of QUEUED
+# ARGV: id, request JSON, now, QUEUED
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[4], 'request', ARGV[2], 'created_at', ARGV[3],
+  'started_at', '', 'finished_at', '', 'attempts', '0', 'worker', '', 'outcome', '',
+  'reason', '', 'heartbeat_at', '')
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS: build, working zset, log, logbytes, cancel
+# ARGV: id, to, now, worker, reason, outcome JSON, working?, terminal?, ttl, state prefix,
+#       expected states...
+_TRANSITION = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return false end
+local allowed = false
+for i = 11, #ARGV do
+  if ARGV[i] == current then allowed = true end
+end
+if not allowed then return false end
+local id, to, now = ARGV[1], ARGV[2], ARGV[3]
+redis.call('SREM', ARGV[10] .. current, id)
+redis.call('SADD', ARGV[10] .. to, id)
+redis.call('HSET', KEYS[1], 'state', to)
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'outcome', ARGV[6]) end
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'started_at', now, 'heartbeat_at', now, 'finished_at', '')
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('ZADD', KEYS[2], now, id)
+else
+  redis.call('ZREM', KEYS[2], id)
+end
+if ARGV[8] == '1' then
+  redis.call('HSET', KEYS[1], 'finished_at', now)
+  local ttl = tonumber(ARGV[9])
+  for i = 1, 5 do
+    if i ~= 2 then redis.call('EXPIRE', KEYS[i], ttl) end
+  end
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: build, working zset.  ARGV: id, worker, now, WORKING
+_HEARTBEAT = """
+local fields = redis.call('HMGET', KEYS[1], 'state', 'worker')
+if fields[1] ~= ARGV[4] or fields[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[3])
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: log, logbytes.  ARGV: chunk, max bytes, max chunks, marker
+_APPEND_LOG = """
+local size = tonumber(redis.call('GET', KEYS[2]) or '0')
+if size < 0 then return 0 end
+local count = redis.call('LLEN', KEYS[1])
+if size + #ARGV[1] > tonumber(ARGV[2]) or count + 1 >= tonumber(ARGV[3]) then
+  redis.call('RPUSH', KEYS[1], ARGV[4])
+  redis.call('SET', KEYS[2], '-1', 'KEEPTTL')
+  return 0
+end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('INCRBY', KEYS[2], #ARGV[1])
+return 1
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _time(value: str, what: str) -> float | None:
+    if value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise RecordError(f"{what}: invalid time {value!r}") from exc
+
+
+@contextmanager
+def _redis_errors(what: str) -> Iterator[None]:
+    """Turn Redis connection trouble into a temporary RecordsUnavailableError."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise RecordsUnavailableError(f"{what}: redis: {exc}") from exc
+
+
+class Records:
+    """Build and batch records kept in one Redis database under ``prefix``."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "farm",
+        clock: Callable[[], float] = time.time,
+        terminal_ttl: int = DEFAULT_TERMINAL_TTL_SECONDS,
+        batch_ttl: int = DEFAULT_BATCH_TTL_SECONDS,
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+        log_max_chunks: int = DEFAULT_LOG_MAX_CHUNKS,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._clock = clock
+        self.terminal_ttl = terminal_ttl
+        self.batch_ttl = batch_ttl
+        self.log_max_bytes = log_max_bytes
+        self.log_max_chunks = log_max_chunks
+        self._create = client.register_script(_CREATE)
+        self._transition = client.register_script(_TRANSITION)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._append_log = client.register_script(_APPEND_LOG)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Records:
+        """Records over a new client of ``redis://HOST:PORT/DB``; options go to __init__."""
+        return cls(redis.Redis.from_url(url), **options)
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
+
+    def _build_key(self, build_id: str) -> str:
+        return self._key("build", build_id)
+
+    def _state_key(self, state: BuildState) -> str:
+        return self._key("state", state.value)
+
+    # -- builds -------------------------------------------------------------------------
+
+    def create(self, request: BuildRequest) -> BuildRecord:
+        """Record ``request`` as QUEUED; raise DuplicateBuildError if its id is taken."""
+        build_id = request.build_id
+        what = f"creating build record {build_id}"
+        with _redis_errors(what):
+            created = self._create(
+                keys=[
+                    self._build_key(build_id),
+                    self._key("builds"),
+                    self._state_key(BuildState.QUEUED),
+                ],
+                args=[build_id, request.dumps(), repr(self._clock()), BuildState.QUEUED.value],
+            )
+        if not created:
+            raise DuplicateBuildError(f"{what}: build id already in use")
+        record = self.get(build_id)
+        if record is None:
+            raise RecordError(f"{what}: record vanished after it was written")
+        return record
+
+    def get(self, build_id: str) -> BuildRecord | None:
+        """The record of ``build_id``, or None if there is none (or it expired)."""
+        with _redis_errors(f"reading build record {build_id}"):
+            fields = self._redis.hgetall(self._build_key(build_id))
+        return self._parse(build_id, fields) if fields else None
+
+    def transition(
+        self,
+        build_id: str,
+        to: BuildState,
+        *,
+        expect: Collection[BuildState],
+        worker: str = "",
+        reason: str = "",
+        outcome: BuildOutcome | None = None,
+    ) -> BuildRecord | None:
+        """Move ``build_id`` to ``to`` if, and only if, its state is in ``expect``.
+
+        Entering WORKING sets started_at and heartbeat_at and counts an attempt;
+        a terminal state sets finished_at and starts the record's TTL. Returns the
+        new record, or None when the record is missing or in another state.
+        """
+        what = f"moving build {build_id} to {to}"
+        if outcome is not None and (outcome.state != to.value or outcome.build_id != build_id):
+            raise RecordError(
+                f"{what}: outcome is for build {outcome.build_id} in state {outcome.state}"
+            )
+        if not expect:
+            raise RecordError(f"{what}: no expected states given")
+        with _redis_errors(what):
+            fields = self._transition(
+                keys=[
+                    self._build_key(build_id),
+                    self._key("working"),
+                    self._key("log", build_id),
+                    self._key("logbytes", build_id),
+                    self._key("cancel", build_id),
+                ],
+                args=[
+                    build_id,
+                    to.value,
+                    repr(self._clock()),
+                    worker,
+                    reason,
+                    outcome.dumps() if outcome is not None else "",
+                    "1" if to is BuildState.WORKING else "0",
+                    "1" if to in TERMINAL else "0",
+                    self.terminal_ttl,
+                    self._key("state", ""),
+                    *(BuildState(state).value for state in expect),
+                ],
+            )
+        if not fields:
+            return None
+        pairs = iter(fields)
+        return self._parse(build_id, dict(zip(pairs, pairs, strict=True)))
+
+    def heartbeat(self, build_id: str, worker: str) -> None:
+        """Note that ``worker`` still runs ``build_id``; ignored unless it holds the build."""
+        with _redis_errors(f"heartbeat for build {build_id}"):
+            self._heartbeat(
+                keys=[self._build_key(build_id), self._key("working")],
+                args=[build_id, worker, repr(self._clock()), BuildState.WORKING.value],
+            )
+
+    def stale_working(self, older_than: float) -> builtins.list[str]:
+        """WORKING builds with no heartbeat for ``older_than`` seconds: their worker is lost."""
+        cutoff = self._clock() - older_than
+        with _redis_errors("listing stale builds"):
+            ids = cast(
+                "builtins.list[bytes | str]",
+                self._redis.zrangebyscore(self._key("working"), "-inf", f"({cutoff!r}"),
+            )
+        return [_text(item) for item in ids]
+
+    def list(
+        self, *, batch_id: str | None = None, state: BuildState | None = None
+    ) -> builtins.list[BuildRecord]:
+        """Records of a batch, in a state, or all of them; oldest first."""
+        with _redis_errors("listing build records"):
+            if batch_id is not None:
+                found = self.batch(batch_id)
+                ids = found[0] if found is not None else []
+            elif state is not None:
+                ids = sorted(_text(item) for item in self._redis.smembers(self._state_key(state)))
+            else:
+                everything = cast(
+                    "builtins.list[bytes | str]", self._redis.zrange(self._key("builds"), 0, -1)
+                )
+                ids = [_text(item) for item in everything]
+            records = self._get_many(ids)
+        if state is not None:
+            records = [record for record in records if record.state is state]
+        return sorted(records, key=lambda record: (record.created_at, record.build_id))
+
+    def _get_many(self, ids: Sequence[str]) -> builtins.list[BuildRecord]:
+        pipe = self._redis.pipeline(transaction=False)
+        for build_id in ids:
+            pipe.hgetall(self._build_key(build_id))
+        records = []
+        expired = []
+        for build_id, fields in zip(ids, pipe.execute(), strict=True):
+            if fields:
+                records.append(self._parse(build_id, fields))
+            else:
+                expired.append(build_id)
+        if expired:
+            # Index entries of records whose TTL ran out; tidy them as we meet them.
+            cleanup = self._redis.pipeline(transaction=False)
+            cleanup.zrem(self._key("builds"), *expired)
+            for state in TERMINAL:
+                cleanup.srem(self._state_key(state), *expired)
+            cleanup.execute()
+        return records
+
+    def _parse(self, build_id: str, raw: Mapping[Any, Any]) -> BuildRecord:
+        what = f"reading build record {build_id}"
+        fields = {_text(key): _text(value) for key, value in raw.items()}
+        try:
+            state = BuildState(fields["state"])
+            request = BuildRequest.from_json(json.loads(fields["request"]))
+            outcome_text = fields.get("outcome", "")
+            outcome = BuildOutcome.from_json(json.loads(outcome_text)) if outcome_text else None
+            created_at = _time(fields["created_at"], what)
+            attempts = int(fields.get("attempts", "0"))
+        except (KeyError, ValueError, SpecError) as exc:
+            raise RecordError(f"{what}: {exc}") from exc
+        if request.build_id != build_id or created_at is None:
+            raise RecordError(f"{what}: record does not match its key")
+        return BuildRecord(
+            build_id=build_id,
+            state=state,
+            request=request,
+            created_at=created_at,
+            started_at=_time(fields.get("started_at", ""), what),
+            finished_at=_time(fields.get("finished_at", ""), what),
+            attempts=attempts,
+            worker=fields.get("worker", ""),
+            outcome=outcome,
+            reason=fields.get("reason", ""),
+            heartbeat_at=_time(fields.get("heartbeat_at", ""), what),
+        )
+
+    # -- batches ------------------------------------------------------------------------
+
+    def create_batch(self, batch_id: str, build_ids: Sequence[str], *, fail_fast: bool) -> None:
+        """Record a batch of builds; raise DuplicateBuildError if the batch id is taken."""
+        body = json.dumps(
+            {"build_ids": list(build_ids), "fail_fast": fail_fast, "created_at": self._clock()}
+        )
+        what = f"creating batch record {batch_id}"
+        with _redis_errors(what):
+            created = self._redis.set(
+                self._key("batch", batch_id), body, nx=True, ex=self.batch_ttl
+            )
+        if not created:
+            raise DuplicateBuildError(f"{what}: batch id already in use")
+
+    def batch(self, batch_id: str) -> tuple[builtins.list[str], bool] | None:
+        """The batch's build ids and fail_fast flag, or None if there is no such batch."""
+        what = f"reading batch record {batch_id}"
+        with _redis_errors(what):
+            raw = self._redis.get(self._key("batch", batch_id))
+        if raw is None:
+            return None
+        try:
+            obj = json.loads(_text(raw))
+            ids, fail_fast = obj["build_ids"], obj["fail_fast"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RecordError(f"{what}: {exc}") from exc
+        if not isinstance(fail_fast, bool) or not (
+            isinstance(ids, list) and all(isinstance(item, str) for item in ids)
+        ):
+            raise RecordError(f"{what}: malformed record")
+        return ids, fail_fast
+
+    def batch_counts(self, batch_id: str) -> dict[BuildState, int]:
+        """How many of the batch's builds are in each state (every state is a key)."""
+        counts = dict.fromkeys(BuildState, 0)
+        for record in self.list(batch_id=batch_id):
+            counts[record.state] += 1
+        return counts
+
+    # -- cancel flags -------------------------------------------------------------------
+
+    def request_cancel(self, build_id: str) -> None:
+        """Ask whoever runs ``build_id`` to stop; the flag outlives the run by the TTL."""
+        with _redis_errors(f"cancelling build {build_id}"):
+            self._redis.set(self._key("cancel", build_id), "1", ex=self.terminal_ttl)
+
+    def cancel_requested(self, build_id: str) -> bool:
+        with _redis_errors(f"reading cancel flag of build {build_id}"):
+            return bool(self._redis.exists(self._key("cancel", build_id)))
+
+    # -- logs ---------------------------------------------------------------------------
+
+    def append_log(self, build_id: str, chunk: bytes) -> None:
+        """Append ``chunk`` to the build's log; past the caps, one marker and then nothing."""
+        if not chunk:
+            return
+        with _redis_errors(f"appending to the log of build {build_id}"):
+            self._append_log(
+                keys=[self._key("log", build_id), self._key("logbytes", build_id)],
+                args=[chunk, self.log_max_bytes, self.log_max_chunks, LOG_TRUNCATED],
+            )
+
+    def read_log(self, build_id: str, offset: int = 0) -> tuple[bytes, int]:
+        """The log from chunk ``offset`` on, and the offset to ask for next time."""
+        if offset < 0:
+            raise RecordError(f"reading the log of build {build_id}: negative offset {offset}")
+        with _redis_errors(f"reading the log of build {build_id}"):
+            chunks = self._redis.lrange(self._key("log", build_id), offset, -1)
+        data = b"".join(chunk if isinstance(chunk, bytes) else chunk.encode() for chunk in chunks)
+        return data, offset + len(chunks)

@@ -1,0 +1,85 @@
+"""Runs one build as a child process (``farm build``) that can be killed: timeout, cancel,
+log streaming, and the outcome it reports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# How often the runner looks at the cancel flag while a build runs.
+CANCEL_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """How the child ended: its exit code, and what it wrote to its outcome file."""
+
+    exit_code: int
+    timed_out: bool = False
+    cancelled: bool = False
+    outcome: Mapping[str, Any] = field(default_factory=dict)
+
+
+def run_child(
+    argv: Sequence[str],
+    *,
+    outcome_file: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    on_output: Callable[[bytes], None],
+    cancelled: Callable[[], bool],
+    clock: Callable[[], float] = time.monotonic,
+) -> ChildResult:
+    """Run ``argv`` (which writes ``outcome_file``) until it ends, times out or is cancelled."""
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        start_new_session=True,  # its own group: a kill reaches the sandboxes it started
+    )
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read1(64 * 1024):  # type: ignore[attr-defined]
+            on_output(chunk)
+
+    reader = threading.Thread(target=pump, name="build-output", daemon=True)
+    reader.start()
+    deadline = clock() + timeout
+    timed_out = was_cancelled = False
+    while proc.poll() is None:
+        if clock() > deadline:
+            timed_out = True
+        elif cancelled():
+            was_cancelled = True
+        if timed_out or was_cancelled:
+            _kill_group(proc)
+            break
+        try:
+            proc.wait(CANCEL_POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            continue
+    code = proc.wait()
+    reader.join(timeout=10)
+    outcome: dict[str, Any] = {}
+    try:
+        outcome = json.loads(outcome_file.read_text())
+    except (OSError, ValueError):
+        outcome = {}
+    return ChildResult(code, timed_out, was_cancelled, outcome)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

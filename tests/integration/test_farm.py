@@ -1,0 +1,148 @@
+"""The farm end to end: real redis-server, moto's S3 server over HTTP, the CNCF registry,
+and two real `farm worker` processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from farm.client import FarmClient
+from farm.config import Settings
+from farm.records import BuildState
+from tests.integration.test_build import write_context
+from tests.support.farm import WorkerProcess, metric_value
+from tests.support.images import PushedImage
+from tests.support.redis import RedisServer
+from tests.support.s3 import S3Server
+
+BUCKET = "farm-test"
+
+
+@dataclass
+class Farm:
+    env: dict[str, str]
+    settings: Settings
+    client: FarmClient
+    workers: list[WorkerProcess]
+    redis: RedisServer
+
+
+@pytest.fixture
+def farm(tmp_path: Path, busybox_image: PushedImage) -> Iterator[Farm]:
+    with RedisServer(tmp_path / "redis") as redis_server, S3Server() as s3:
+        s3.create_bucket(BUCKET)
+        env = {
+            **os.environ,
+            **s3.client_env(),
+            "FARM_REDIS_URL": redis_server.url,
+            "FARM_STORAGE_URL": f"s3://{BUCKET}/farm",
+            "FARM_S3_ENDPOINT_URL": s3.endpoint_url,
+            "FARM_S3_PATH_STYLE": "true",
+            "FARM_WORKSPACE_ROOT": str(tmp_path / "work"),
+            "FARM_HEARTBEAT_SECONDS": "1",
+        }
+        settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("FARM_")})
+        old = dict(os.environ)
+        os.environ.update(s3.client_env())  # the client in this process talks to S3 too
+        workers: list[WorkerProcess] = []
+        try:
+            for n in range(2):
+                workers.append(WorkerProcess(env, tmp_path / f"worker{n}.log", f"w{n}@test"))
+            yield Farm(env, settings, FarmClient(settings), workers, redis_server)
+        finally:
+            for worker in workers:
+                worker.stop()
+            os.environ.clear()
+            os.environ.update(old)
+
+
+def _skopeo_digest(reference: str) -> str:
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--no-creds", "--format", "{{.Digest}}",
+         f"docker://{reference}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+def test_builds_succeed_fail_and_are_counted(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    base = busybox_image.reference
+    host = busybox_image.registry.host
+    good = write_context(tmp_path / "good", f"FROM {base}\nARG N\nRUN echo build $N > /n\n")
+    bad = write_context(tmp_path / "bad", f"FROM {base}\nRUN echo about to fail; exit 9\n")
+    ids = [
+        farm.client.submit(good, destinations=[f"{host}/farm/app:{n}"], build_args={"N": str(n)})
+        for n in range(3)
+    ]
+    failing = farm.client.submit(bad, destinations=[f"{host}/farm/bad:1"])
+    records = [farm.client.wait(build_id, timeout=180) for build_id in [*ids, failing]]
+    for n, record in enumerate(records[:3]):
+        assert record.state is BuildState.SUCCESS, record.reason
+        assert record.outcome is not None and record.outcome.digest is not None
+        assert _skopeo_digest(f"{host}/farm/app:{n}") == str(record.outcome.digest)
+    failed = records[3]
+    assert failed.state is BuildState.FAILURE
+    assert "exit code 9" in failed.reason and "Dockerfile:2" in failed.reason
+    log, _ = farm.client.logs(failing)
+    assert b"about to fail" in log
+    # Both workers took part, and their metrics add up to what this test caused.
+    assert {r.worker.split(":")[0] for r in records} and len({r.worker for r in records}) >= 1
+    texts = [w.metrics() for w in farm.workers]
+    succeeded = sum(
+        metric_value(t, "farm_builds_finished_total", 'outcome="success"') for t in texts
+    )
+    failures = sum(
+        metric_value(t, "farm_builds_finished_total", 'outcome="failure"') for t in texts
+    )
+    assert (succeeded, failures) == (3, 1)
+
+
+def test_malformed_request_is_rejected_and_the_worker_keeps_serving(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    from tasks.app import create_app
+
+    app = create_app(farm.settings)
+    app.send_task(
+        "farm.build", args=[{"version": 1, "build_id": "x", "nonsense": True}], queue="builds"
+    )
+    ctx = write_context(tmp_path / "ctx", f"FROM {busybox_image.reference}\nRUN true\n")
+    build_id = farm.client.submit(ctx, no_push=True)
+    assert farm.client.wait(build_id, timeout=120).state is BuildState.SUCCESS
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rejected = sum(
+            metric_value(w.metrics(), "farm_requests_rejected_total") for w in farm.workers
+        )
+        if rejected == 1:
+            break
+        time.sleep(0.2)
+    assert rejected == 1
+    logs = "".join(w.log_tail(200) for w in farm.workers)
+    assert "rejected a malformed build request" in logs
+
+
+def test_cancel_a_queued_build(farm: Farm, busybox_image: PushedImage, tmp_path: Path) -> None:
+    slow = write_context(tmp_path / "slow", f"FROM {busybox_image.reference}\nRUN sleep 30\n")
+    running = [farm.client.submit(slow, no_push=True) for _ in range(2)]
+    queued = farm.client.submit(slow, no_push=True)
+    farm.client.cancel(queued)
+    assert farm.client.get(queued).state is BuildState.CANCELLED
+    deadline = time.monotonic() + 60
+    while (
+        farm.client.get(running[0]).state is not BuildState.WORKING and time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    farm.client.cancel(running[0])
+    stopped = farm.client.wait(running[0], timeout=30)
+    assert stopped.state is BuildState.CANCELLED
+    farm.client.cancel(running[1])
+    assert farm.client.wait(running[1], timeout=60).state is BuildState.CANCELLED

@@ -1,0 +1,331 @@
+"""farm.records against a real redis-server: transitions, races, batches, logs, TTLs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from executor.oci.digest import Digest
+from farm.records import (
+    TERMINAL,
+    BuildRecord,
+    BuildState,
+    DuplicateBuildError,
+    RecordError,
+    Records,
+    RecordsUnavailableError,
+)
+from farm.spec import OUTCOME_STATES, BuildOutcome, BuildRequest
+from tests.support.ports import free_port
+from tests.support.redis import RedisServer
+
+TTL = 3600
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as started:
+        yield started
+
+
+@pytest.fixture
+def client(server: RedisServer) -> Iterator[redis.Redis]:
+    connection = server.client()
+    connection.flushdb()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def records(client: redis.Redis, clock: FakeClock) -> Records:
+    return Records(client, prefix="t", clock=clock, terminal_ttl=TTL)
+
+
+def request(build_id: str, *, batch_id: str | None = None) -> BuildRequest:
+    return BuildRequest(
+        build_id=build_id, context_digest=Digest.of(b"ctx"), no_push=True, batch_id=batch_id
+    )
+
+
+def start(records: Records, build_id: str, worker: str = "w1") -> BuildRecord:
+    record = records.transition(
+        build_id, BuildState.WORKING, expect={BuildState.QUEUED}, worker=worker
+    )
+    assert record is not None
+    return record
+
+
+def test_states_match_the_outcome_schema() -> None:
+    assert {state.value for state in TERMINAL} == OUTCOME_STATES
+
+
+def test_create_records_a_queued_build(records: Records, clock: FakeClock) -> None:
+    created = records.create(request("build-0001"))
+    assert created.state is BuildState.QUEUED
+    assert created.created_at == clock.now
+    assert (created.started_at, created.finished_at, created.heartbeat_at) == (None, None, None)
+    assert created.attempts == 0
+    assert created.queue_wait is None
+    assert records.get("build-0001") == created
+    assert records.get("build-none") is None
+
+
+def test_create_refuses_a_duplicate_id(records: Records) -> None:
+    records.create(request("build-0001"))
+    with pytest.raises(DuplicateBuildError, match="build-0001"):
+        records.create(request("build-0001"))
+
+
+def test_full_lifecycle_sets_times_attempts_and_outcome(records: Records, clock: FakeClock) -> None:
+    records.create(request("build-0001"))
+    clock.now = 1_005.0
+    working = start(records, "build-0001", worker="pod-a")
+    assert working.state is BuildState.WORKING
+    assert working.started_at == working.heartbeat_at == 1_005.0
+    assert working.attempts == 1
+    assert working.worker == "pod-a"
+    assert working.queue_wait == 5.0
+    clock.now = 1_020.0
+    outcome = BuildOutcome(
+        build_id="build-0001",
+        state="SUCCESS",
+        digest=Digest.of(b"manifest"),
+        timings={"build": 15.0},
+        layers=2,
+        worker="pod-a",
+    )
+    done = records.transition(
+        "build-0001",
+        BuildState.SUCCESS,
+        expect={BuildState.WORKING},
+        outcome=outcome,
+        reason="built",
+    )
+    assert done is not None
+    assert done.state is BuildState.SUCCESS
+    assert done.finished_at == 1_020.0
+    assert done.outcome == outcome
+    assert done.reason == "built"
+    assert records.get("build-0001") == done
+
+
+def test_transition_from_an_unexpected_state_changes_nothing(records: Records) -> None:
+    records.create(request("build-0001"))
+    before = records.get("build-0001")
+    assert records.transition("build-0001", BuildState.SUCCESS, expect={BuildState.WORKING}) is None
+    assert records.get("build-0001") == before
+    assert records.transition("build-none", BuildState.WORKING, expect={BuildState.QUEUED}) is None
+
+
+def test_outcome_must_match_the_transition(records: Records) -> None:
+    records.create(request("build-0001"))
+    outcome = BuildOutcome(build_id="build-0001", state="FAILURE")
+    with pytest.raises(RecordError, match="outcome is for build build-0001 in state FAILURE"):
+        records.transition(
+            "build-0001", BuildState.SUCCESS, expect={BuildState.QUEUED}, outcome=outcome
+        )
+
+
+def test_a_retry_counts_another_attempt(records: Records) -> None:
+    records.create(request("build-0001"))
+    start(records, "build-0001", worker="lost")
+    requeued = records.transition(
+        "build-0001", BuildState.QUEUED, expect={BuildState.WORKING}, reason="worker lost"
+    )
+    assert requeued is not None
+    assert requeued.state is BuildState.QUEUED
+    again = start(records, "build-0001", worker="pod-b")
+    assert again.attempts == 2
+    assert again.worker == "pod-b"
+
+
+@dataclass
+class Race:
+    """Racers claiming one build at the same moment; collects who won."""
+
+    build_id: str
+    barrier: threading.Barrier
+    winners: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, client: redis.Redis, worker: str) -> None:
+        mine = Records(client, prefix="race", clock=FakeClock())
+        self.barrier.wait()
+        got = mine.transition(
+            self.build_id, BuildState.WORKING, expect={BuildState.QUEUED}, worker=worker
+        )
+        if got is not None:
+            with self.lock:
+                self.winners.append(got.worker)
+
+
+def test_exactly_one_of_many_racing_clients_wins(server: RedisServer, clock: FakeClock) -> None:
+    racers = 8
+    clients = [server.client() for _ in range(racers)]
+    setup = Records(clients[0], prefix="race", clock=clock)
+    for index in range(20):
+        setup.create(request(f"race-{index:04d}"))
+    for index in range(20):
+        race = Race(f"race-{index:04d}", threading.Barrier(racers))
+        threads = [
+            threading.Thread(target=race.run, args=(clients[n], f"w{n}")) for n in range(racers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(race.winners) == 1
+        record = setup.get(race.build_id)
+        assert record is not None
+        assert record.state is BuildState.WORKING
+        assert record.attempts == 1
+        assert record.worker == race.winners[0]
+    for connection in clients:
+        connection.close()
+
+
+def test_records_from_url(server: RedisServer, client: redis.Redis) -> None:
+    records = Records.from_url(server.url, prefix="url")
+    records.create(request("build-0001"))
+    assert client.exists("url:build:build-0001") == 1
+
+
+def test_terminal_records_get_a_ttl_and_requeue_clears_it(
+    records: Records, client: redis.Redis
+) -> None:
+    records.create(request("build-0001"))
+    records.append_log("build-0001", b"line\n")
+    records.request_cancel("build-0001")
+    assert client.ttl("t:build:build-0001") == -1  # live records never expire
+    records.transition("build-0001", BuildState.CANCELLED, expect={BuildState.QUEUED})
+    for key in ("t:build:build-0001", "t:log:build-0001", "t:cancel:build-0001"):
+        assert 0 < client.ttl(key) <= TTL, key
+    records.transition("build-0001", BuildState.QUEUED, expect=TERMINAL)
+    assert client.ttl("t:build:build-0001") == -1
+    requeued = records.get("build-0001")
+    assert requeued is not None
+    assert requeued.finished_at is not None  # kept until it starts again
+    assert start(records, "build-0001").finished_at is None
+
+
+def test_heartbeat_and_stale_working(records: Records, clock: FakeClock) -> None:
+    for build_id in ("build-0001", "build-0002", "build-0003"):
+        records.create(request(build_id))
+        start(records, build_id, worker=f"pod-{build_id[-1]}")
+    clock.now = 1_100.0
+    records.heartbeat("build-0002", "pod-2")
+    records.heartbeat("build-0003", "not-the-owner")  # ignored
+    assert records.stale_working(older_than=60) == ["build-0001", "build-0003"]
+    record = records.get("build-0002")
+    assert record is not None
+    assert record.heartbeat_at == 1_100.0
+    records.transition("build-0001", BuildState.TIMEOUT, expect={BuildState.WORKING})
+    assert records.stale_working(older_than=60) == ["build-0003"]
+    assert records.stale_working(older_than=200) == []
+    records.heartbeat("build-0001", "pod-1")  # finished builds ignore heartbeats
+    assert records.stale_working(older_than=60) == ["build-0003"]
+
+
+def test_batches_list_and_count(records: Records, clock: FakeClock) -> None:
+    ids = [f"b1-build-{index}" for index in range(4)]
+    for build_id in ids:
+        clock.now += 1
+        records.create(request(build_id, batch_id="batch-001"))
+    records.create(request("other-build"))
+    records.create_batch("batch-001", ids, fail_fast=True)
+    with pytest.raises(DuplicateBuildError):
+        records.create_batch("batch-001", ids, fail_fast=False)
+    assert records.batch("batch-001") == (ids, True)
+    assert records.batch("batch-none") is None
+    start(records, ids[0])
+    records.transition(ids[0], BuildState.SUCCESS, expect={BuildState.WORKING})
+    start(records, ids[1])
+    records.transition(ids[2], BuildState.CANCELLED, expect={BuildState.QUEUED})
+    counts = records.batch_counts("batch-001")
+    assert counts[BuildState.SUCCESS] == 1
+    assert counts[BuildState.WORKING] == 1
+    assert counts[BuildState.CANCELLED] == 1
+    assert counts[BuildState.QUEUED] == 1
+    assert sum(counts.values()) == 4
+    assert set(counts) == set(BuildState)
+    assert [r.build_id for r in records.list(batch_id="batch-001")] == ids
+    assert [r.build_id for r in records.list(state=BuildState.QUEUED)] == [ids[3], "other-build"]
+    assert [r.build_id for r in records.list()] == [*ids, "other-build"]
+
+
+def test_expired_records_drop_out_of_listings(records: Records, client: redis.Redis) -> None:
+    records.create(request("build-0001"))
+    records.create(request("build-0002"))
+    records.transition("build-0001", BuildState.FAILURE, expect={BuildState.QUEUED})
+    client.delete("t:build:build-0001")  # what the TTL does, a week early
+    assert [r.build_id for r in records.list()] == ["build-0002"]
+    assert records.list(state=BuildState.FAILURE) == []
+    assert client.zscore("t:builds", "build-0001") is None
+
+
+def test_cancel_flag(records: Records) -> None:
+    records.create(request("build-0001"))
+    assert records.cancel_requested("build-0001") is False
+    records.request_cancel("build-0001")
+    assert records.cancel_requested("build-0001") is True
+    assert records.cancel_requested("build-0002") is False
+
+
+def test_logs_append_and_read_from_offsets(records: Records) -> None:
+    assert records.read_log("build-0001") == (b"", 0)
+    records.append_log("build-0001", b"step 1\n")
+    records.append_log("build-0001", b"")  # nothing to add, no empty chunk
+    records.append_log("build-0001", b"step 2\n")
+    data, offset = records.read_log("build-0001")
+    assert (data, offset) == (b"step 1\nstep 2\n", 2)
+    assert records.read_log("build-0001", offset) == (b"", 2)
+    records.append_log("build-0001", b"\xff\x00binary\n")
+    assert records.read_log("build-0001", offset) == (b"\xff\x00binary\n", 3)
+    with pytest.raises(RecordError, match="negative offset"):
+        records.read_log("build-0001", -1)
+
+
+def test_logs_are_capped_with_one_marker(client: redis.Redis) -> None:
+    records = Records(client, prefix="cap", log_max_bytes=10, log_max_chunks=100)
+    records.append_log("build-0001", b"12345")
+    records.append_log("build-0001", b"67890")
+    records.append_log("build-0001", b"X")
+    records.append_log("build-0001", b"Y")
+    data, offset = records.read_log("build-0001")
+    assert data == b"1234567890\n[farm: log truncated]\n"
+    assert offset == 3
+
+
+def test_corrupt_records_are_refused_when_read(records: Records, client: redis.Redis) -> None:
+    records.create(request("build-0001"))
+    client.hset("t:build:build-0001", "state", "DANCING")
+    with pytest.raises(RecordError, match="reading build record build-0001"):
+        records.get("build-0001")
+    client.hset("t:build:build-0001", mapping={"state": "QUEUED", "request": '{"version": 9}'})
+    with pytest.raises(RecordError, match="'version'"):
+        records.get("build-0001")
+
+
+def test_unreachable_redis_is_a_temporary_error(tmp_path: Path) -> None:
+    client = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    with pytest.raises(RecordsUnavailableError) as info:
+        Records(client).get("build-0001")
+    assert info.value.temporary is True
