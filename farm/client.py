@@ -145,7 +145,15 @@ class FarmClient:
             time.sleep(poll)
 
     def logs(self, build_id: str, offset: int = 0) -> tuple[bytes, int]:
-        return self.records.read_log(build_id, offset)
+        """Log bytes from chunk ``offset`` on, and the next offset. Once Redis's copy has
+        expired, an ended build's log comes from object storage."""
+        data, next_offset = self.records.read_log(build_id, offset)
+        if data or offset or self.get(build_id).state not in TERMINAL:
+            return data, next_offset
+        try:
+            return self.store.get_bytes(f"logs/{build_id}.log"), 0
+        except ExecutorError:
+            return b"", 0
 
     def cancel(self, build_id: str) -> None:
         """A queued build never starts; a running one is stopped within a second or so."""

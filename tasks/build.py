@@ -35,6 +35,12 @@ log = logging.getLogger("farm.worker")
 DEPENDENCY_POLL_SECONDS = 2.0
 # Temporary failures are retried this many times before the build fails for good.
 MAX_ATTEMPTS = 5
+# Outcomes that stop a fail_fast batch.
+_FAILED = frozenset({BuildState.FAILURE, BuildState.INTERNAL_ERROR, BuildState.TIMEOUT})
+
+
+def log_key(build_id: str) -> str:
+    return f"logs/{build_id}.log"
 
 
 def worker_name() -> str:
@@ -83,6 +89,10 @@ class BuildJob:
         ):
             self._end(request, BuildState.EXPIRED, "waited in the queue longer than its TTL")
             return None
+        if record.state == BuildState.WORKING and not self._lost(record):
+            # Another worker holds it and is alive (a late redelivery): leave it be.
+            log.info("build %s is running on %s; not taking it", request.build_id, record.worker)
+            return None
         waiting = self._dependencies(request)
         if waiting is not None:
             if waiting:
@@ -105,6 +115,10 @@ class BuildJob:
         finally:
             self.metrics.in_progress.dec()
             self.metrics.build_duration.observe(time.monotonic() - started)
+
+    def _lost(self, record: BuildRecord) -> bool:
+        beat = record.heartbeat_at or record.started_at or 0.0
+        return time.time() - beat > self.settings.worker_lost_seconds
 
     def _dependencies(self, request: BuildRequest) -> bool | None:
         """None: all succeeded; True: some still pending; False: one failed (so cancelled)."""
@@ -147,6 +161,7 @@ class BuildJob:
         finally:
             stop.set()
             shutil.rmtree(workspace, ignore_errors=True)
+            self._keep_log(request.build_id)
         if result.cancelled:
             self._end(request, BuildState.CANCELLED, "cancelled while running")
             return None
@@ -207,7 +222,7 @@ class BuildJob:
         reason: str,
         outcome: BuildOutcome | None = None,
     ) -> None:
-        self.records.transition(
+        ended = self.records.transition(
             request.build_id,
             state,
             expect={BuildState.QUEUED, BuildState.WORKING},
@@ -216,6 +231,30 @@ class BuildJob:
             outcome=outcome,
         )
         self.metrics.builds_finished.labels(state.value.lower()).inc()
+        if ended is not None and state in _FAILED and request.batch_id:
+            self._fail_fast(request, state)
+
+    def _fail_fast(self, request: BuildRequest, state: BuildState) -> None:
+        """In a fail_fast batch, the first failure cancels every build not yet ended."""
+        batch = self.records.batch(request.batch_id or "")
+        if batch is None or not batch[1]:
+            return
+        reason = f"batch failing fast: {request.build_id} ended {state.value}"
+        for other in batch[0]:
+            if other == request.build_id:
+                continue
+            self.records.request_cancel(other)
+            self.records.transition(
+                other, BuildState.CANCELLED, expect={BuildState.QUEUED}, reason=reason
+            )
+
+    def _keep_log(self, build_id: str) -> None:
+        """The log outlives Redis's copy in object storage (logs/<id>.log)."""
+        data, _ = self.records.read_log(build_id, 0)
+        try:
+            self.settings.open_store().put_bytes(log_key(build_id), data)
+        except ExecutorError as exc:
+            log.warning("keeping the log of %s: %s", build_id, exc)
 
     def _heartbeat(self, build_id: str, stop: threading.Event) -> None:
         while not stop.wait(self.settings.heartbeat_seconds):

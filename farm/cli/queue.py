@@ -119,6 +119,10 @@ def run_worker(args: argparse.Namespace) -> int:
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
     start_http_server(port, addr=args.metrics_addr, registry=app.farm_metrics.registry)
     name = args.name or f"farm-{os.getpid()}@%h"
+    from farm.records import Records
+    from tasks.reaper import Reaper
+
+    Reaper(Records.from_url(settings.redis_url), app, settings).start()
     # The solo pool runs the build task in this process, so /metrics sees it; the
     # build itself runs in a child the task can kill. SIGTERM lets it finish first.
     app.worker_main(

@@ -3,6 +3,7 @@ and two real `farm worker` processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -46,6 +47,7 @@ def farm(tmp_path: Path, busybox_image: PushedImage) -> Iterator[Farm]:
             "FARM_S3_PATH_STYLE": "true",
             "FARM_WORKSPACE_ROOT": str(tmp_path / "work"),
             "FARM_HEARTBEAT_SECONDS": "1",
+            "FARM_WORKER_LOST_SECONDS": "4",
         }
         settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("FARM_")})
         old = dict(os.environ)
@@ -146,3 +148,91 @@ def test_cancel_a_queued_build(farm: Farm, busybox_image: PushedImage, tmp_path:
     assert stopped.state is BuildState.CANCELLED
     farm.client.cancel(running[1])
     assert farm.client.wait(running[1], timeout=60).state is BuildState.CANCELLED
+
+
+def test_a_batch_with_a_dependency_chain(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    """20 builds, the first five a chain (each FROM the one before), all pushed."""
+    from farm.spec import parse_batch_file
+
+    host = busybox_image.registry.host
+    builds = []
+    for n in range(20):
+        base = f"{host}/chain/b{n - 1}:1" if 0 < n < 5 else busybox_image.reference
+        write_context(tmp_path / f"b{n}", f"FROM {base}\nRUN echo {n} >> /chain\n")
+        entry = {"name": f"b{n}", "context": f"b{n}", "destinations": [f"{host}/chain/b{n}:1"]}
+        if 0 < n < 5:
+            entry["depends_on"] = [f"b{n - 1}"]
+        builds.append(entry)
+    batch_file = tmp_path / "builds.yaml"
+    batch_file.write_text(json.dumps({"builds": builds}))
+    items = parse_batch_file(batch_file.read_text(), base_dir=tmp_path)
+    batch_id, ids = farm.client.submit_batch(items)
+    records = {name: farm.client.wait(build_id, timeout=300) for name, build_id in ids.items()}
+    assert all(r.state is BuildState.SUCCESS for r in records.values()), {
+        n: (r.state, r.reason) for n, r in records.items() if r.state is not BuildState.SUCCESS
+    }
+    for name in ("b0", "b4", "b19"):
+        outcome = records[name].outcome
+        assert outcome is not None
+        assert _skopeo_digest(f"{host}/chain/{name}:1") == str(outcome.digest)
+    # The chain ran in order: each started after the one before it ended.
+    for n in range(1, 5):
+        before, after = records[f"b{n - 1}"], records[f"b{n}"]
+        assert before.finished_at is not None and after.started_at is not None
+        assert after.started_at >= before.finished_at
+    counts = farm.client.records.batch_counts(batch_id)
+    assert counts.get(BuildState.SUCCESS) == 20
+
+
+def test_fail_fast_and_failed_dependencies_cancel(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    from farm.spec import parse_batch_file
+
+    base = busybox_image.reference
+    write_context(tmp_path / "bad", f"FROM {base}\nRUN exit 4\n")
+    write_context(tmp_path / "slow", f"FROM {base}\nRUN sleep 2\n")
+    builds = [
+        {"name": "bad", "context": "bad"},
+        {"name": "after-bad", "context": "slow", "depends_on": ["bad"]},
+        *({"name": f"slow{n}", "context": "slow"} for n in range(4)),
+    ]
+    items = parse_batch_file(json.dumps({"builds": builds}), base_dir=tmp_path)
+    _, ids = farm.client.submit_batch(items, fail_fast=True)
+    records = {name: farm.client.wait(build_id, timeout=180) for name, build_id in ids.items()}
+    assert records["bad"].state is BuildState.FAILURE and "exit code 4" in records["bad"].reason
+    assert records["after-bad"].state is BuildState.CANCELLED
+    cancelled = [
+        n for n, r in records.items() if n.startswith("slow") and r.state is BuildState.CANCELLED
+    ]
+    assert cancelled, {n: r.state for n, r in records.items()}
+    assert any("failing fast" in records[n].reason for n in cancelled)
+
+
+def test_a_killed_worker_does_not_lose_its_build(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    """SIGKILL the worker mid-build: another worker's reaper requeues it after
+    FARM_WORKER_LOST_SECONDS, and it ends SUCCESS once, built twice, same digest pinned."""
+    host = busybox_image.registry.host
+    ctx = write_context(
+        tmp_path / "ctx", f"FROM {busybox_image.reference}\nRUN sleep 4 && echo done > /done\n"
+    )
+    build_id = farm.client.submit(ctx, destinations=[f"{host}/survivor/app:1"])
+    deadline = time.monotonic() + 60
+    while farm.client.get(build_id).state is not BuildState.WORKING:
+        assert time.monotonic() < deadline, "the build never started"
+        time.sleep(0.1)
+    holder = farm.client.get(build_id).worker
+    victim = next(w for w in farm.workers if holder.endswith(f":{w.process.pid}"))
+    killed_at = time.monotonic()
+    victim.kill()
+    record = farm.client.wait(build_id, timeout=120)
+    assert record.state is BuildState.SUCCESS, record.reason
+    assert record.attempts == 2 and record.worker != holder
+    # The README promises a rebuild within worker_lost + heartbeat seconds plus the build.
+    assert time.monotonic() - killed_at < 60
+    assert record.outcome is not None
+    assert _skopeo_digest(f"{host}/survivor/app:1") == str(record.outcome.digest)

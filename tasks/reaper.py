@@ -1,0 +1,62 @@
+"""Finding builds whose worker died, and giving them back to the queue.
+
+A worker killed outright (SIGKILL, a lost node) leaves its build WORKING and its
+queue message unacknowledged; Redis would redeliver the message only after the
+visibility timeout, which must outlast the longest build. Every worker therefore
+also runs a reaper: a build with no heartbeat for ``worker_lost_seconds`` is put
+back to QUEUED and enqueued again, so it is rebuilt within about
+``worker_lost_seconds + heartbeat_seconds`` plus the time to get a free worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+
+from executor.errors import ExecutorError
+from farm.config import Settings
+from farm.records import BuildState, Records
+
+log = logging.getLogger("farm.reaper")
+BUILD_TASK = "farm.build"
+
+
+def reap_lost_builds(records: Records, app: Celery, settings: Settings) -> list[str]:
+    """Requeue every WORKING build whose worker stopped beating; return their ids."""
+    requeued = []
+    for build_id in records.stale_working(settings.worker_lost_seconds):
+        record = records.transition(
+            build_id,
+            BuildState.QUEUED,
+            expect={BuildState.WORKING},
+            reason="its worker was lost; queued again",
+        )
+        if record is None:
+            continue  # it ended, or another reaper was first
+        app.send_task(BUILD_TASK, args=[record.request.to_json()], queue=settings.queue)
+        log.warning("build %s lost its worker %s; queued again", build_id, record.worker)
+        requeued.append(build_id)
+    return requeued
+
+
+class Reaper(threading.Thread):
+    """A daemon thread that reaps every ``heartbeat_seconds``."""
+
+    def __init__(self, records: Records, app: Celery, settings: Settings) -> None:
+        super().__init__(name="farm-reaper", daemon=True)
+        self._records = records
+        self._app = app
+        self._settings = settings
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self._settings.heartbeat_seconds):
+            try:
+                reap_lost_builds(self._records, self._app, self._settings)
+            except ExecutorError as exc:
+                log.warning("reaping lost builds: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
