@@ -32,6 +32,8 @@ __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "env_name"]
 ENV_PREFIX = "FARM_"
 # Names the settings file; it is not itself a setting.
 CONFIG_VARIABLE = "FARM_CONFIG"
+# Read by `farm up`/`farm down` (where a local farm lives), not a setting.
+HOME_VARIABLE = "FARM_HOME"
 
 # The executor's own limit for one build; the Celery limits sit above it.
 DEFAULT_BUILD_TIMEOUT_SECONDS = 3600
@@ -98,7 +100,7 @@ class Settings:
             name
             for name in env
             if name.startswith(ENV_PREFIX)
-            and name != CONFIG_VARIABLE
+            and name not in (CONFIG_VARIABLE, HOME_VARIABLE)
             and name[len(ENV_PREFIX) :].lower() not in _FIELDS
         )
         if unknown:

@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from farm import local
 from farm.client import FarmClient
 from farm.config import Settings
+from farm.local import farm_home, settings_path
 from farm.records import TERMINAL, BuildRecord, BuildState
 
 # What `farm wait` exits with when a build did not succeed.
@@ -60,6 +62,12 @@ def add_parser(commands: Any) -> None:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
     logs.set_defaults(func=run_logs)
 
+    start = commands.add_parser("up", help="start a whole farm on this machine (for trying it)")
+    start.add_argument("--workers", type=int, default=2)
+    start.set_defaults(func=run_up)
+    stop = commands.add_parser("down", help="stop the farm `farm up` started")
+    stop.set_defaults(func=run_down)
+
     listing = commands.add_parser("list", help="list builds")
     listing.add_argument("--batch", help="only this batch")
     listing.add_argument("--state", choices=[s.value for s in BuildState])
@@ -77,8 +85,18 @@ def _pairs(values: list[str]) -> dict[str, str]:
     return out
 
 
+def load_settings() -> Settings:
+    """FARM_* settings; with no FARM_CONFIG, those of a farm `farm up` started, if any."""
+    environ = dict(os.environ)
+    if "FARM_CONFIG" not in environ:
+        local = settings_path(environ)
+        if local is not None:
+            environ["FARM_CONFIG"] = str(local)
+    return Settings.from_env(environ)
+
+
 def _client() -> FarmClient:
-    return FarmClient(Settings.from_env())
+    return FarmClient(load_settings())
 
 
 def _summary(record: BuildRecord) -> dict[str, Any]:
@@ -114,7 +132,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     from tasks.app import create_app
 
-    settings = Settings.from_env()
+    settings = load_settings()
     app = create_app(settings)
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
     start_http_server(port, addr=args.metrics_addr, registry=app.farm_metrics.registry)
@@ -211,4 +229,21 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     for record in records:
         print(f"{record.build_id}  {record.state.value:<14} {record.reason}".rstrip())
+    return 0
+
+
+def run_up(args: argparse.Namespace) -> int:
+    home = farm_home()
+    started = local.up(home, workers=args.workers)
+    print(
+        f"farm up in {home}: redis 127.0.0.1:{started.redis_port}, "
+        f"registry {started.registry}, {args.workers} workers"
+    )
+    print(f"push to {started.registry}/NAME:TAG; `farm down` stops it all")
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    stopped = local.down(farm_home())
+    print(f"farm down: stopped {stopped} processes")
     return 0

@@ -1,0 +1,61 @@
+"""`farm up` and `farm down`: a whole farm on this machine, found by the other
+commands with no settings, and gone afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.test_build import write_context
+
+
+def farm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "farm", *args],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_up_submit_down(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env["FARM_HOME"] = str(tmp_path / "farm")
+    up = farm("up", "--workers", "1", env=env)
+    assert up.returncode == 0, up.stderr
+    state = json.loads((tmp_path / "farm" / "farm.json").read_text())
+    try:
+        ctx = write_context(
+            tmp_path / "ctx", "FROM scratch\nCOPY hello /hello\n", {"hello": "hi\n"}
+        )
+        registry = f"127.0.0.1:{state['registry_port']}"
+        submitted = farm(
+            "submit", "--context", str(ctx), "-d", f"{registry}/up/hello:1", "--wait", "--json",
+            env=env,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        summary = json.loads(submitted.stdout)
+        assert summary["state"] == "SUCCESS"
+        assert summary["pushed"] == [f"{registry}/up/hello@{summary['digest']}"]
+        inspected = farm("image", "inspect", "--json", f"{registry}/up/hello:1", env=env)
+        assert json.loads(inspected.stdout)["digest"] == summary["digest"]
+    finally:
+        down = farm("down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert "stopped 3 processes" in down.stdout
+    assert not any(_alive(pid) for pid in state["pids"].values())
+    for port in (state["redis_port"], state["registry_port"]):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0
+    again = farm("down", env=env)
+    assert again.returncode == 1 and "no farm is up" in again.stderr
