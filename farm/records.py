@@ -463,6 +463,11 @@ class Records:
             raise RecordError(f"{what}: malformed record")
         return ids, fail_fast
 
+    def count(self, state: BuildState) -> int:
+        """How many builds are in ``state`` now (for the exporter's gauges)."""
+        with _redis_errors(f"counting {state.value} builds"):
+            return int(self._redis.scard(self._state_key(state)))
+
     def batch_counts(self, batch_id: str) -> dict[BuildState, int]:
         """How many of the batch's builds are in each state (every state is a key)."""
         counts = dict.fromkeys(BuildState, 0)

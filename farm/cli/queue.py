@@ -62,6 +62,11 @@ def add_parser(commands: Any) -> None:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
     logs.set_defaults(func=run_logs)
 
+    exporter = commands.add_parser("exporter", help="serve queue depth and builds in flight")
+    exporter.add_argument("--metrics-addr", default="0.0.0.0")
+    exporter.add_argument("--metrics-port", type=int, default=9809)
+    exporter.set_defaults(func=run_exporter)
+
     start = commands.add_parser("up", help="start a whole farm on this machine (for trying it)")
     start.add_argument("--workers", type=int, default=2)
     start.set_defaults(func=run_up)
@@ -247,3 +252,20 @@ def run_down(args: argparse.Namespace) -> int:
     stopped = local.down(farm_home())
     print(f"farm down: stopped {stopped} processes")
     return 0
+
+
+def run_exporter(args: argparse.Namespace) -> int:
+    import redis as redis_lib
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from farm.exporter import FarmCollector
+    from farm.records import Records
+
+    settings = load_settings()
+    client = redis_lib.Redis.from_url(settings.redis_url)
+    registry = CollectorRegistry()
+    registry.register(FarmCollector(client, Records(client), (settings.queue,)))
+    start_http_server(args.metrics_port, addr=args.metrics_addr, registry=registry)
+    print(f"serving farm metrics on {args.metrics_addr}:{args.metrics_port}", flush=True)
+    while True:
+        time.sleep(3600)
