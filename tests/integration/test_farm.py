@@ -236,3 +236,32 @@ def test_a_killed_worker_does_not_lose_its_build(
     assert time.monotonic() - killed_at < 60
     assert record.outcome is not None
     assert _skopeo_digest(f"{host}/survivor/app:1") == str(record.outcome.digest)
+
+
+def test_a_hostile_context_fails_the_build_with_the_reason(farm: Farm, tmp_path: Path) -> None:
+    """A context tarball with a member climbing out: FAILURE naming it, nothing outside."""
+    import hashlib
+    import io
+    import tarfile
+
+    from executor.oci.digest import Digest
+    from farm.contexts import context_key
+    from farm.spec import BuildRequest
+    from tasks.app import create_app
+
+    archive = tmp_path / "hostile.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in (("Dockerfile", b"FROM scratch\n"), ("../../escaped", b"x")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    digest = Digest("sha256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    farm.client.store.put_file(context_key(digest), archive)
+    request = BuildRequest(build_id="hostile-0001", context_digest=digest, submitted_at=time.time())
+    farm.client.records.create(request)
+    create_app(farm.settings).send_task("farm.build", args=[request.to_json()], queue="builds")
+    record = farm.client.wait("hostile-0001", timeout=60)
+    assert record.state is BuildState.FAILURE
+    assert "fetching the context" in record.reason and "../../escaped" in record.reason
+    work = Path(farm.env["FARM_WORKSPACE_ROOT"])
+    assert not (work.parent / "escaped").exists() and not (work / "escaped").exists()
