@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from farm import local
-from farm.client import FarmClient
+from farm.client import FarmClient, WaitTimeoutError
 from farm.config import Settings
 from farm.local import farm_home, settings_path
 from farm.records import TERMINAL, BuildRecord, BuildState
@@ -195,9 +195,42 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_wait(args: argparse.Namespace) -> int:
-    record = _client().wait(args.build_id, timeout=args.timeout)
+    client = _client()
+    batch = client.records.batch(args.build_id)
+    if batch is not None:
+        return _wait_batch(client, args.build_id, batch[0], args)
+    record = client.wait(args.build_id, timeout=args.timeout)
     _show(record, args.json)
     return 0 if record.state is BuildState.SUCCESS else _FAILED
+
+
+def _wait_batch(client: FarmClient, batch_id: str, ids: list[str], args: argparse.Namespace) -> int:
+    """Wait for every build of a batch, with a progress bar on stderr."""
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    width = 30
+    while True:
+        records = [client.get(build_id) for build_id in ids]
+        done = [r for r in records if r.state in TERMINAL]
+        failed = [r for r in done if r.state is not BuildState.SUCCESS]
+        filled = width * len(done) // max(len(ids), 1)
+        bar = "#" * filled + "-" * (width - filled)
+        print(
+            f"\r{batch_id} [{bar}] {len(done)}/{len(ids)} done, {len(failed)} not successful",
+            end="", file=sys.stderr, flush=True,
+        )  # fmt: skip
+        if len(done) == len(ids):
+            print(file=sys.stderr)
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            print(file=sys.stderr)
+            raise WaitTimeoutError(f"batch {batch_id}: {len(ids) - len(done)} builds still running")
+        time.sleep(0.5)
+    if args.json:
+        print(json.dumps([_summary(r) for r in records], indent=2))
+    else:
+        for record in records:
+            print(f"{record.build_id}  {record.state.value:<14} {record.reason}".rstrip())
+    return _FAILED if failed else 0
 
 
 def run_cancel(args: argparse.Namespace) -> int:

@@ -49,6 +49,18 @@ def test_up_submit_down(tmp_path: Path) -> None:
         assert summary["pushed"] == [f"{registry}/up/hello@{summary['digest']}"]
         inspected = farm("image", "inspect", "--json", f"{registry}/up/hello:1", env=env)
         assert json.loads(inspected.stdout)["digest"] == summary["digest"]
+
+        write_context(tmp_path / "bad", "FROM scratch\nCOPY missing /x\n")
+        batch = tmp_path / "builds.yaml"
+        batch.write_text("builds:\n  - {name: good, context: ctx}\n  - {name: bad, context: bad}\n")
+        submitted = farm("submit", "--batch", str(batch), env=env)
+        assert submitted.returncode == 0, submitted.stderr
+        batch_id = submitted.stdout.strip()
+        waited = farm("wait", batch_id, "--timeout", "120", env=env)
+        assert waited.returncode == 1
+        assert "2/2 done, 1 not successful" in waited.stderr
+        states = sorted(line.split()[1] for line in waited.stdout.splitlines())
+        assert states == ["FAILURE", "SUCCESS"]
     finally:
         down = farm("down", env=env)
     assert down.returncode == 0, down.stderr
