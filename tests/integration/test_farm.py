@@ -265,3 +265,28 @@ def test_a_hostile_context_fails_the_build_with_the_reason(farm: Farm, tmp_path:
     assert "fetching the context" in record.reason and "../../escaped" in record.reason
     work = Path(farm.env["FARM_WORKSPACE_ROOT"])
     assert not (work.parent / "escaped").exists() and not (work / "escaped").exists()
+
+
+def test_sigterm_finishes_the_build_retry_links_logs_kept(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    ctx = write_context(
+        tmp_path / "ctx", f"FROM {busybox_image.reference}\nRUN sleep 3 && echo finished-step\n"
+    )
+    build_id = farm.client.submit(ctx, no_push=True)
+    deadline = time.monotonic() + 60
+    while farm.client.get(build_id).state is not BuildState.WORKING:
+        assert time.monotonic() < deadline, "the build never started"
+        time.sleep(0.1)
+    holder = farm.client.get(build_id).worker
+    worker = next(w for w in farm.workers if holder.endswith(f":{w.process.pid}"))
+    worker.process.terminate()  # SIGTERM: warm shutdown after the running build
+    record = farm.client.wait(build_id, timeout=60)
+    assert record.state is BuildState.SUCCESS and record.attempts == 1
+    assert worker.process.wait(timeout=30) == 0
+    # The log outlives Redis: it is in object storage under logs/<id>.log.
+    assert b"finished-step" in farm.client.store.get_bytes(f"logs/{build_id}.log")
+    again = farm.client.retry(build_id)
+    assert again != build_id
+    assert farm.client.get(again).request.retry_of == build_id
+    assert farm.client.wait(again, timeout=120).state is BuildState.SUCCESS
