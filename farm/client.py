@@ -148,7 +148,8 @@ class FarmClient:
         """Log bytes from chunk ``offset`` on, and the next offset. Once Redis's copy has
         expired, an ended build's log comes from object storage."""
         data, next_offset = self.records.read_log(build_id, offset)
-        if data or offset or self.get(build_id).state not in TERMINAL:
+        record = self.records.get(build_id)
+        if data or offset or (record is not None and record.state not in TERMINAL):
             return data, next_offset
         try:
             return self.store.get_bytes(f"logs/{build_id}.log"), 0
@@ -162,6 +163,19 @@ class FarmClient:
         self.records.transition(
             build_id, BuildState.CANCELLED, expect={BuildState.QUEUED}, reason="cancelled"
         )
+
+    def cancel_batch(self, batch_id: str) -> list[str]:
+        """Cancel every build of a batch that has not ended; return their ids."""
+        batch = self.records.batch(batch_id)
+        if batch is None:
+            raise ExecutorError(f"no batch {batch_id!r}")
+        cancelled = []
+        for build_id in batch[0]:
+            record = self.records.get(build_id)
+            if record is not None and record.state not in TERMINAL:
+                self.cancel(build_id)
+                cancelled.append(build_id)
+        return cancelled
 
     def retry(self, build_id: str) -> str:
         """Submit the build again as a new build linked to the old one; return the new id."""

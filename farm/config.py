@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import itertools
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ class Settings:
         config_path = env.get(CONFIG_VARIABLE)
         if config_path:
             for key, raw in _read_file(config_path).items():
-                values[key] = _parse(key, raw, f"{config_path}: {key}={raw!r}")
+                values[key] = _parse(key, raw, f"{config_path}: {key}={_shown(raw)!r}")
         unknown = sorted(
             name
             for name in env
@@ -108,7 +109,7 @@ class Settings:
         for key in _FIELDS:
             name = env_name(key)
             if name in env:
-                values[key] = _parse(key, env[name], f"{name}={env[name]!r}")
+                values[key] = _parse(key, env[name], f"{name}={_shown(env[name])!r}")
         return cls(**_with_derived_limits(values))
 
     def open_store(self) -> ObjectStore:
@@ -127,6 +128,13 @@ def env_name(key: str) -> str:
 
 
 # -- parsing ---------------------------------------------------------------------------
+
+
+def _shown(value: object) -> object:
+    """A value fit for an error message: passwords in URLs masked."""
+    if isinstance(value, str):
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
+    return value
 
 
 def _parse_str(raw: object, label: str) -> str:
@@ -262,7 +270,7 @@ def _validate(settings: Settings) -> None:
     redis_scheme = urlsplit(settings.redis_url).scheme
     if redis_scheme not in _REDIS_SCHEMES:
         raise SettingsError(
-            f"{env_name('redis_url')}={settings.redis_url!r}: "
+            f"{env_name('redis_url')}={_shown(settings.redis_url)!r}: "
             "want redis://, rediss:// or unix:// URL"
         )
     if not settings.queue:

@@ -38,7 +38,8 @@ class LocalFarmError(ExecutorError):
 
 def farm_home(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
-    return Path(env.get("FARM_HOME") or Path.home() / ".farm")
+    # Absolute: the settings file names paths workers must find from anywhere.
+    return Path(env.get("FARM_HOME") or Path.home() / ".farm").resolve()
 
 
 def settings_path(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -177,7 +178,9 @@ def down(home: Path) -> int:
     if not state.exists():
         raise LocalFarmError(f"no farm is up in {home}")
     pids: dict[str, int] = json.loads(state.read_text())["pids"]
-    _kill(pids)
+    # Workers first (they finish their build and record it), then the services.
+    _kill({k: v for k, v in pids.items() if k.startswith("worker")})
+    _kill({k: v for k, v in pids.items() if not k.startswith("worker")})
     state.unlink()
     (home / SETTINGS_FILE).unlink(missing_ok=True)
     return len(pids)

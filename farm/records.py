@@ -141,15 +141,24 @@ return 1
 
 # KEYS: build, working zset, log, logbytes, cancel
 # ARGV: id, to, now, worker, reason, outcome JSON, working?, terminal?, ttl, state prefix,
-#       expected states...
+#       holder, stale_before, expected states...
+# holder: when the build is WORKING, only the worker holding it may move it.
+# stale_before: when the build is WORKING, only if its heartbeat is older than this.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return false end
 local allowed = false
-for i = 11, #ARGV do
+for i = 13, #ARGV do
   if ARGV[i] == current then allowed = true end
 end
 if not allowed then return false end
+if current == 'WORKING' then
+  if ARGV[11] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[11] then return false end
+  if ARGV[12] ~= '' then
+    local beat = tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '') or 0
+    if beat >= tonumber(ARGV[12]) then return false end
+  end
+end
 local id, to, now = ARGV[1], ARGV[2], ARGV[3]
 redis.call('SREM', ARGV[10] .. current, id)
 redis.call('SADD', ARGV[10] .. to, id)
@@ -252,7 +261,11 @@ class Records:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Records:
         """Records over a new client of ``redis://HOST:PORT/DB``; options go to __init__."""
-        return cls(redis.Redis.from_url(url), **options)
+        # Timeouts, so a half-open connection cannot hang a worker forever.
+        client = redis.Redis.from_url(
+            url, socket_timeout=30, socket_connect_timeout=10, health_check_interval=30
+        )
+        return cls(client, **options)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -302,8 +315,15 @@ class Records:
         worker: str = "",
         reason: str = "",
         outcome: BuildOutcome | None = None,
+        holder: str = "",
+        stale_before: float | None = None,
     ) -> BuildRecord | None:
         """Move ``build_id`` to ``to`` if, and only if, its state is in ``expect``.
+
+        If the build is WORKING, ``holder`` (when given) must be the worker holding it,
+        and ``stale_before`` (when given) must be later than its last heartbeat: so a
+        worker that lost a build cannot end it, and only a lost worker's build can be
+        taken over or requeued.
 
         Entering WORKING sets started_at and heartbeat_at and counts an attempt;
         a terminal state sets finished_at and starts the record's TTL. Returns the
@@ -336,6 +356,8 @@ class Records:
                     "1" if to in TERMINAL else "0",
                     self.terminal_ttl,
                     self._key("state", ""),
+                    holder,
+                    repr(stale_before) if stale_before is not None else "",
                     *(BuildState(state).value for state in expect),
                 ],
             )

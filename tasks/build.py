@@ -1,10 +1,14 @@
 """The build task: decode the request, run the build, record the outcome.
 
 Steps, each at one level: validate the request again (a malformed one is rejected,
-never retried) -> skip builds already ended (a redelivery) -> wait for dependencies
--> claim the build (QUEUED/WORKING -> WORKING) -> fetch the context -> run
-``farm build`` in a child with a heartbeat -> record the outcome -> clean up.
-Temporary failures go back to the queue with backoff; permanent ones end at once.
+never retried) -> build the request the record holds -> skip builds already ended
+(a redelivery) -> wait for dependencies -> claim the build (QUEUED -> WORKING, or a
+lost worker's WORKING build) -> fetch the context -> run ``farm build`` in a child
+with a heartbeat -> record the outcome as the holder -> clean up.
+
+Temporary failures go back to the queue with backoff, up to MAX_ATTEMPTS, then end
+as INTERNAL_ERROR; the user's own failures end as FAILURE at once; anything
+unexpected after the claim ends as INTERNAL_ERROR rather than leaving it WORKING.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +38,13 @@ from tasks.runner import run_child
 log = logging.getLogger("farm.worker")
 # A build whose dependencies are still running looks again after this long.
 DEPENDENCY_POLL_SECONDS = 2.0
-# Temporary failures are retried this many times before the build fails for good.
+# Temporary failures are retried this many times before the build ends for good.
 MAX_ATTEMPTS = 5
 # Outcomes that stop a fail_fast batch.
 _FAILED = frozenset({BuildState.FAILURE, BuildState.INTERNAL_ERROR, BuildState.TIMEOUT})
+# Environment the build child does not get: the farm's own settings (a Redis URL may
+# carry a password). Registry credentials (DOCKER_CONFIG, the AWS chain for ECR) stay.
+_PRIVATE_PREFIXES = ("FARM_",)
 
 
 def log_key(build_id: str) -> str:
@@ -73,7 +81,46 @@ class BuildJob:
             self.metrics.rejected.inc()
             log.error("rejected a malformed build request: %s", exc)
             return {"rejected": str(exc)}
-        record = self.records.get(request.build_id) or self.records.create(request)
+        try:
+            claimed = self._claim(task, request)
+        except ExecutorError as exc:
+            if not exc.temporary:
+                raise
+            # Redis unreachable before the build was ours: deliver it again later.
+            log.warning("build %s: %s; retrying the delivery", request.build_id, exc)
+            raise task.retry(countdown=backoff_seconds(1), max_retries=None) from exc
+        if claimed is None:
+            return None
+        request = claimed.request
+        if claimed.started_at is not None:
+            self.metrics.queue_wait.observe(max(0.0, claimed.started_at - claimed.created_at))
+        self.metrics.in_progress.inc()
+        started = time.monotonic()
+        try:
+            return self._run(task, request, claimed)
+        except Exception as exc:
+            if isinstance(exc, ExecutorError) and exc.temporary:
+                self._failed(task, request, claimed, True, str(exc))
+                return None
+            if type(exc).__name__ == "Retry":
+                raise
+            log.exception("build %s failed inside the worker", request.build_id)
+            self._end(request, BuildState.INTERNAL_ERROR, f"the worker failed: {exc}")
+            return None
+        finally:
+            self.metrics.in_progress.dec()
+            self.metrics.build_duration.observe(time.monotonic() - started)
+
+    def _claim(self, task: Task, request: BuildRequest) -> BuildRecord | None:
+        """The record, now WORKING and held by this worker; None if there is nothing to do."""
+        record = self.records.get(request.build_id)
+        if record is None:
+            record = self.records.create(request)
+        elif record.request != request:
+            log.error(
+                "build %s: the message differs from the record; using the record", request.build_id
+            )
+        request = record.request
         if record.state in TERMINAL:
             log.info(
                 "build %s already ended as %s; not building again", request.build_id, record.state
@@ -82,16 +129,11 @@ class BuildJob:
         if self.records.cancel_requested(request.build_id):
             self._end(request, BuildState.CANCELLED, "cancelled before it started")
             return None
-        now = time.time()
         if (
             record.state == BuildState.QUEUED
-            and now - request.submitted_at > self.settings.queue_ttl_seconds
+            and time.time() - record.created_at > self.settings.queue_ttl_seconds
         ):
             self._end(request, BuildState.EXPIRED, "waited in the queue longer than its TTL")
-            return None
-        if record.state == BuildState.WORKING and not self._lost(record):
-            # Another worker holds it and is alive (a late redelivery): leave it be.
-            log.info("build %s is running on %s; not taking it", request.build_id, record.worker)
             return None
         waiting = self._dependencies(request)
         if waiting is not None:
@@ -99,33 +141,30 @@ class BuildJob:
                 raise task.retry(countdown=DEPENDENCY_POLL_SECONDS, max_retries=None)
             return None
         claimed = self.records.transition(
-            request.build_id,
-            BuildState.WORKING,
-            expect={BuildState.QUEUED, BuildState.WORKING},
-            worker=self.worker,
+            request.build_id, BuildState.WORKING, expect={BuildState.QUEUED}, worker=self.worker
         )
         if claimed is None:
-            return None
-        if claimed.started_at is not None:
-            self.metrics.queue_wait.observe(max(0.0, claimed.started_at - request.submitted_at))
-        self.metrics.in_progress.inc()
-        started = time.monotonic()
-        try:
-            return self._run(task, request, claimed)
-        finally:
-            self.metrics.in_progress.dec()
-            self.metrics.build_duration.observe(time.monotonic() - started)
-
-    def _lost(self, record: BuildRecord) -> bool:
-        beat = record.heartbeat_at or record.started_at or 0.0
-        return time.time() - beat > self.settings.worker_lost_seconds
+            # A lost worker's build may be taken over; a live worker's is left alone.
+            claimed = self.records.transition(
+                request.build_id,
+                BuildState.WORKING,
+                expect={BuildState.WORKING},
+                worker=self.worker,
+                stale_before=time.time() - self.settings.worker_lost_seconds,
+            )
+        if claimed is None:
+            log.info("build %s is held by a live worker; not taking it", request.build_id)
+        return claimed
 
     def _dependencies(self, request: BuildRequest) -> bool | None:
         """None: all succeeded; True: some still pending; False: one failed (so cancelled)."""
         pending = False
         for dep in request.depends_on:
             record = self.records.get(dep)
-            if record is None or record.state not in TERMINAL:
+            if record is None:
+                self._end(request, BuildState.CANCELLED, f"dependency {dep} does not exist")
+                return False
+            if record.state not in TERMINAL:
                 pending = True
             elif record.state != BuildState.SUCCESS:
                 self._end(
@@ -172,31 +211,11 @@ class BuildJob:
             return None
         outcome = result.outcome
         if result.exit_code == 0 and outcome.get("ok"):
-            digest = str(outcome["digest"])
-            timings = {str(k): float(v) for k, v in dict(outcome.get("timings") or {}).items()}
-            for phase, seconds in timings.items():
-                if phase != "total":
-                    self.metrics.phase_duration.labels(phase).observe(seconds)
-            done = BuildOutcome.from_json(
-                {
-                    "version": 1,
-                    "build_id": request.build_id,
-                    "state": BuildState.SUCCESS.value,
-                    "digest": digest,
-                    "pushed": []
-                    if request.no_push
-                    else [f"{d.name}@{digest}" for d in request.destinations],
-                    "timings": timings,
-                    "layers": int(outcome.get("layers") or 0),
-                    "worker": self.worker,
-                }
-            )
-            self._end(request, BuildState.SUCCESS, "", outcome=done)
-            return done.to_json()
+            return self._succeeded(request, outcome)
         if outcome.get("ok") is False:
-            self._failed(
-                task, request, record, bool(outcome.get("temporary")), str(outcome.get("message"))
-            )
+            temporary = bool(outcome.get("temporary"))
+            self._failed(task, request, record, temporary, str(outcome.get("message")))
+            return None
         self._end(
             request,
             BuildState.INTERNAL_ERROR,
@@ -204,16 +223,49 @@ class BuildJob:
         )
         return None
 
+    def _succeeded(
+        self, request: BuildRequest, outcome: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        digest = str(outcome["digest"])
+        timings = {str(k): float(v) for k, v in dict(outcome.get("timings") or {}).items()}
+        for phase, seconds in timings.items():
+            if phase != "total":
+                self.metrics.phase_duration.labels(phase).observe(seconds)
+        pushed = [] if request.no_push else [f"{d.name}@{digest}" for d in request.destinations]
+        done = BuildOutcome.from_json(
+            {
+                "version": 1,
+                "build_id": request.build_id,
+                "state": BuildState.SUCCESS.value,
+                "digest": digest,
+                "pushed": pushed,
+                "timings": timings,
+                "layers": int(outcome.get("layers") or 0),
+                "worker": self.worker,
+            }
+        )
+        self._end(request, BuildState.SUCCESS, "", outcome=done)
+        return done.to_json()
+
     def _failed(
         self, task: Task, request: BuildRequest, record: BuildRecord, temporary: bool, reason: str
     ) -> None:
+        """A temporary failure goes back to the queue; a permanent one ends the build."""
         if temporary and record.attempts < MAX_ATTEMPTS:
-            self.metrics.retries.inc()
-            self.records.transition(
-                request.build_id, BuildState.QUEUED, expect={BuildState.WORKING}, reason=reason
+            requeued = self.records.transition(
+                request.build_id,
+                BuildState.QUEUED,
+                expect={BuildState.WORKING},
+                reason=reason,
+                holder=self.worker,
             )
-            raise task.retry(countdown=backoff_seconds(record.attempts), max_retries=None)
-        self._end(request, BuildState.FAILURE, reason)
+            if requeued is not None:
+                self.metrics.retries.inc()
+                raise task.retry(countdown=backoff_seconds(record.attempts), max_retries=None)
+            return
+        if temporary:
+            reason = f"gave up after {record.attempts} attempts: {reason}"
+        self._end(request, BuildState.INTERNAL_ERROR if temporary else BuildState.FAILURE, reason)
 
     def _end(
         self,
@@ -229,9 +281,12 @@ class BuildJob:
             worker=self.worker,
             reason=reason,
             outcome=outcome,
+            holder=self.worker,
         )
+        if ended is None:
+            return  # someone else ended it, or took it over: not ours to count
         self.metrics.builds_finished.labels(state.value.lower()).inc()
-        if ended is not None and state in _FAILED and request.batch_id:
+        if state in _FAILED and request.batch_id:
             self._fail_fast(request, state)
 
     def _fail_fast(self, request: BuildRequest, state: BuildState) -> None:
@@ -250,15 +305,19 @@ class BuildJob:
 
     def _keep_log(self, build_id: str) -> None:
         """The log outlives Redis's copy in object storage (logs/<id>.log)."""
-        data, _ = self.records.read_log(build_id, 0)
         try:
+            data, _ = self.records.read_log(build_id, 0)
             self.settings.open_store().put_bytes(log_key(build_id), data)
         except ExecutorError as exc:
             log.warning("keeping the log of %s: %s", build_id, exc)
 
     def _heartbeat(self, build_id: str, stop: threading.Event) -> None:
         while not stop.wait(self.settings.heartbeat_seconds):
-            self.records.heartbeat(build_id, self.worker)
+            try:
+                self.records.heartbeat(build_id, self.worker)
+            except ExecutorError as exc:
+                # One missed beat is not a lost worker; keep beating.
+                log.warning("heartbeat for %s: %s", build_id, exc)
 
     def _argv(self, request: BuildRequest, context: Path, workspace: Path) -> list[str]:
         argv = [
@@ -266,6 +325,7 @@ class BuildJob:
             "--context", str(context), "--dockerfile", request.dockerfile,
             "--workspace", str(workspace / "build"),
             "--outcome-file", str(workspace / "outcome.json"),
+            "--die-with-parent", str(os.getpid()),
         ]  # fmt: skip
         for destination in request.destinations:
             argv += ["--destination", str(destination)]
@@ -286,7 +346,7 @@ class BuildJob:
         return argv
 
     def _env(self, request: BuildRequest) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
         # Every delivery of one build makes the same bytes: timestamps are pinned to
         # the submission, so a redelivered build pushes the same digest.
         env["SOURCE_DATE_EPOCH"] = str(int(request.submitted_at))

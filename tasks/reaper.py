@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery import Celery
 
 from executor.errors import ExecutorError
 from farm.config import Settings
 from farm.records import BuildState, Records
+from tasks.build import MAX_ATTEMPTS
 
 log = logging.getLogger("farm.reaper")
 BUILD_TASK = "farm.build"
@@ -27,14 +29,27 @@ def reap_lost_builds(records: Records, app: Celery, settings: Settings) -> list[
     """Requeue every WORKING build whose worker stopped beating; return their ids."""
     requeued = []
     for build_id in records.stale_working(settings.worker_lost_seconds):
+        stale_before = time.time() - settings.worker_lost_seconds
+        current = records.get(build_id)
+        if current is not None and current.attempts >= MAX_ATTEMPTS:
+            # A build that kills its worker every time must not loop forever.
+            records.transition(
+                build_id,
+                BuildState.INTERNAL_ERROR,
+                expect={BuildState.WORKING},
+                reason=f"its worker was lost {current.attempts} times; giving up",
+                stale_before=stale_before,
+            )
+            continue
         record = records.transition(
             build_id,
             BuildState.QUEUED,
             expect={BuildState.WORKING},
             reason="its worker was lost; queued again",
+            stale_before=stale_before,  # checked in Redis: a live worker's build stays
         )
         if record is None:
-            continue  # it ended, or another reaper was first
+            continue  # it ended, beat again, or another reaper was first
         app.send_task(BUILD_TASK, args=[record.request.to_json()], queue=settings.queue)
         log.warning("build %s lost its worker %s; queued again", build_id, record.worker)
         requeued.append(build_id)

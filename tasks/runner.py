@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 # How often the runner looks at the cancel flag while a build runs.
 CANCEL_POLL_SECONDS = 0.5
+log = logging.getLogger("farm.runner")
 
 
 @dataclass(frozen=True)
@@ -46,30 +48,37 @@ def run_child(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=dict(env),
-        start_new_session=True,  # its own group: a kill reaches the sandboxes it started
+        start_new_session=True,  # its own group: a kill reaches all of it
     )
 
     def pump() -> None:
         assert proc.stdout is not None
         while chunk := proc.stdout.read1(64 * 1024):  # type: ignore[attr-defined]
-            on_output(chunk)
+            try:
+                on_output(chunk)
+            except Exception as exc:  # noqa: BLE001 - the pipe must keep draining whatever fails
+                log.warning("recording build output: %s", exc)
 
     reader = threading.Thread(target=pump, name="build-output", daemon=True)
     reader.start()
     deadline = clock() + timeout
     timed_out = was_cancelled = False
-    while proc.poll() is None:
-        if clock() > deadline:
-            timed_out = True
-        elif cancelled():
-            was_cancelled = True
-        if timed_out or was_cancelled:
-            _kill_group(proc)
-            break
-        try:
-            proc.wait(CANCEL_POLL_SECONDS)
-        except subprocess.TimeoutExpired:
-            continue
+    try:
+        while proc.poll() is None:
+            if clock() > deadline:
+                timed_out = True
+            elif _asked(cancelled):
+                was_cancelled = True
+            if timed_out or was_cancelled:
+                _kill_group(proc)
+                break
+            try:
+                proc.wait(CANCEL_POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)  # never leave a build running behind an error
     code = proc.wait()
     reader.join(timeout=10)
     outcome: dict[str, Any] = {}
@@ -78,6 +87,15 @@ def run_child(
     except (OSError, ValueError):
         outcome = {}
     return ChildResult(code, timed_out, was_cancelled, outcome)
+
+
+def _asked(cancelled: Callable[[], bool]) -> bool:
+    """The cancel flag; a failure to read it (Redis away) is not a cancel."""
+    try:
+        return cancelled()
+    except Exception as exc:  # noqa: BLE001 - keep the build; ask again next poll
+        log.warning("reading the cancel flag: %s", exc)
+        return False
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

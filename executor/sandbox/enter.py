@@ -409,6 +409,12 @@ def enter(spec: RunSpec, *, userns: bool, plan: dict[str, Any]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    # The step dies with the builder that started it, even one killed outright
+    # (its own session keeps it out of the builder's process group otherwise).
+    parent = os.getppid()
+    die_with_parent()
+    if os.getppid() != parent:
+        return SANDBOX_FAILURE  # the builder died before the line above
     userns = "--userns" in argv
     args = [a for a in argv if a != "--userns"]
     spec = RunSpec.from_json(args[0])

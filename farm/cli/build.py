@@ -67,6 +67,8 @@ def add_parser(commands: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
     # For the farm's worker: how the build ended, as JSON (error class, temporary flag).
     p.add_argument("--outcome-file", type=Path, help=argparse.SUPPRESS)
+    # For the farm's worker: die with it (PR_SET_PDEATHSIG) if it is killed outright.
+    p.add_argument("--die-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     add_registry_flags(p)
     p.set_defaults(func=run_build)
 
@@ -122,6 +124,12 @@ def _check_output_paths(args: argparse.Namespace) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    if args.die_with_parent is not None:
+        from executor.sandbox.enter import die_with_parent
+
+        die_with_parent()
+        if os.getppid() != args.die_with_parent:
+            raise BuildInputError("the worker that started this build is gone")
     _check_output_paths(args)
     destinations = tuple(ImageReference.parse(d) for d in args.destination)
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="farm-build-"))

@@ -47,7 +47,7 @@ def add_parser(commands: Any) -> None:
     for name, func, help_text in (
         ("status", run_status, "show a build's record"),
         ("wait", run_wait, "wait for a build to end; exit 0 only on success"),
-        ("cancel", run_cancel, "cancel a build: queued never starts, running is stopped"),
+        ("cancel", run_cancel, "cancel a build or a batch: queued never starts, running stops"),
         ("retry", run_retry, "submit a build again as a new build"),
     ):
         p = commands.add_parser(name, help=help_text)
@@ -235,6 +235,10 @@ def _wait_batch(client: FarmClient, batch_id: str, ids: list[str], args: argpars
 
 def run_cancel(args: argparse.Namespace) -> int:
     client = _client()
+    if client.records.batch(args.build_id) is not None:
+        for build_id in client.cancel_batch(args.build_id):
+            print(f"{build_id}  cancelled")
+        return 0
     client.cancel(args.build_id)
     _show(client.get(args.build_id), args.json)
     return 0
