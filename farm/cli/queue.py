@@ -1,23 +1,35 @@
-"""The farm's commands: worker, submit, status, wait, logs, cancel, retry, list."""
+"""The farm's commands and their flags: worker, exporter, up, down, submit, status, wait,
+logs, cancel, retry, list. The work is in farm/cli/farm_commands.py, imported only when
+one of them runs: Celery, Redis and boto3 cost `farm build` nearly half a second."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from farm import local
-from farm.client import FarmClient, WaitTimeoutError
-from farm.config import Settings
-from farm.local import farm_home, settings_path
-from farm.records import TERMINAL, BuildRecord, BuildState
+# farm.records.BuildState's values, spelled out so the parser needs no Redis client.
+STATES = (
+    "QUEUED",
+    "WORKING",
+    "SUCCESS",
+    "FAILURE",
+    "INTERNAL_ERROR",
+    "TIMEOUT",
+    "CANCELLED",
+    "EXPIRED",
+)
 
-# What `farm wait` exits with when a build did not succeed.
-_FAILED = 1
+
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from farm.cli import farm_commands
+
+        code: int = getattr(farm_commands, name)(args)
+        return code
+
+    return run
 
 
 def add_parser(commands: Any) -> None:
@@ -25,7 +37,7 @@ def add_parser(commands: Any) -> None:
     worker.add_argument("--metrics-addr", default="0.0.0.0", help="where /metrics listens")
     worker.add_argument("--metrics-port", type=int, help="default: FARM_METRICS_PORT")
     worker.add_argument("--name", help="worker name (default: host and pid)")
-    worker.set_defaults(func=run_worker)
+    worker.set_defaults(func=_lazy("run_worker"))
 
     submit = commands.add_parser("submit", help="submit a build (or a batch) to the farm")
     submit.add_argument("--context", type=Path, default=Path("."))
@@ -42,267 +54,39 @@ def add_parser(commands: Any) -> None:
     )
     submit.add_argument("--wait", action="store_true", help="wait for the outcome")
     submit.add_argument("--json", action="store_true")
-    submit.set_defaults(func=run_submit)
+    submit.set_defaults(func=_lazy("run_submit"))
 
     for name, func, help_text in (
-        ("status", run_status, "show a build's record"),
-        ("wait", run_wait, "wait for a build to end; exit 0 only on success"),
-        ("cancel", run_cancel, "cancel a build or a batch: queued never starts, running stops"),
-        ("retry", run_retry, "submit a build again as a new build"),
+        ("status", "run_status", "show a build's record"),
+        ("wait", "run_wait", "wait for a build (or batch) to end; exit 0 only on success"),
+        ("cancel", "run_cancel", "cancel a build or a batch: queued never starts, running stops"),
+        ("retry", "run_retry", "submit a build again as a new build"),
     ):
         p = commands.add_parser(name, help=help_text)
         p.add_argument("build_id", metavar="ID")
         p.add_argument("--json", action="store_true")
         if name == "wait":
             p.add_argument("--timeout", type=float)
-        p.set_defaults(func=func)
+        p.set_defaults(func=_lazy(func))
 
     logs = commands.add_parser("logs", help="print a build's log")
     logs.add_argument("build_id", metavar="ID")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
-    logs.set_defaults(func=run_logs)
+    logs.set_defaults(func=_lazy("run_logs"))
 
     exporter = commands.add_parser("exporter", help="serve queue depth and builds in flight")
     exporter.add_argument("--metrics-addr", default="0.0.0.0")
     exporter.add_argument("--metrics-port", type=int, default=9809)
-    exporter.set_defaults(func=run_exporter)
+    exporter.set_defaults(func=_lazy("run_exporter"))
 
     start = commands.add_parser("up", help="start a whole farm on this machine (for trying it)")
     start.add_argument("--workers", type=int, default=2)
-    start.set_defaults(func=run_up)
+    start.set_defaults(func=_lazy("run_up"))
     stop = commands.add_parser("down", help="stop the farm `farm up` started")
-    stop.set_defaults(func=run_down)
+    stop.set_defaults(func=_lazy("run_down"))
 
     listing = commands.add_parser("list", help="list builds")
     listing.add_argument("--batch", help="only this batch")
-    listing.add_argument("--state", choices=[s.value for s in BuildState])
+    listing.add_argument("--state", choices=STATES)
     listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=run_list)
-
-
-def _pairs(values: list[str]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"{item!r}: want KEY=VALUE")
-        out[key] = value
-    return out
-
-
-def load_settings() -> Settings:
-    """FARM_* settings; with no FARM_CONFIG, those of a farm `farm up` started, if any."""
-    environ = dict(os.environ)
-    if "FARM_CONFIG" not in environ:
-        local = settings_path(environ)
-        if local is not None:
-            environ["FARM_CONFIG"] = str(local)
-    return Settings.from_env(environ)
-
-
-def _client() -> FarmClient:
-    return FarmClient(load_settings())
-
-
-def _summary(record: BuildRecord) -> dict[str, Any]:
-    outcome = record.outcome
-    return {
-        "id": record.build_id,
-        "state": record.state.value,
-        "attempts": record.attempts,
-        "worker": record.worker,
-        "queue_wait": record.queue_wait,
-        "digest": str(outcome.digest) if outcome and outcome.digest else None,
-        "pushed": list(outcome.pushed) if outcome else [],
-        "reason": record.reason,
-        "timings": dict(outcome.timings) if outcome else {},
-        "batch": record.request.batch_id,
-    }
-
-
-def _show(record: BuildRecord, as_json: bool) -> None:
-    summary = _summary(record)
-    if as_json:
-        print(json.dumps(summary, indent=2))
-        return
-    for key in ("id", "state", "digest", "reason", "worker", "attempts"):
-        if summary[key] not in (None, "", []):
-            print(f"{key + ':':<10} {summary[key]}")
-    for ref in summary["pushed"]:
-        print(f"{'pushed:':<10} {ref}")
-
-
-def run_worker(args: argparse.Namespace) -> int:
-    from prometheus_client import start_http_server
-
-    from tasks.app import create_app
-
-    settings = load_settings()
-    app = create_app(settings)
-    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
-    start_http_server(port, addr=args.metrics_addr, registry=app.farm_metrics.registry)
-    name = args.name or f"farm-{os.getpid()}@%h"
-    from farm.records import Records
-    from tasks.reaper import Reaper
-
-    Reaper(Records.from_url(settings.redis_url), app, settings).start()
-    # The solo pool runs the build task in this process, so /metrics sees it; the
-    # build itself runs in a child the task can kill. SIGTERM lets it finish first.
-    app.worker_main(
-        ["worker", "--pool=solo", "--concurrency=1", "-Q", settings.queue, "-n", name,
-         "--loglevel=INFO", "--without-gossip", "--without-mingle"]
-    )  # fmt: skip
-    return 0
-
-
-def run_submit(args: argparse.Namespace) -> int:
-    client = _client()
-    if args.batch is not None:
-        from farm.spec import parse_batch_file
-
-        items = parse_batch_file(args.batch.read_text(), base_dir=args.batch.parent)
-        batch_id, ids = client.submit_batch(items, fail_fast=args.fail_fast)
-        print(json.dumps({"batch": batch_id, "builds": ids}) if args.json else batch_id)
-        if not args.wait:
-            return 0
-        records = [client.wait(build_id) for build_id in ids.values()]
-        failed = [r for r in records if r.state is not BuildState.SUCCESS]
-        for name, build_id in ids.items():
-            record = client.get(build_id)
-            print(f"{name}: {record.state.value} {record.reason}".rstrip(), file=sys.stderr)
-        return _FAILED if failed else 0
-    build_id = client.submit(
-        args.context,
-        destinations=args.destination,
-        dockerfile=args.dockerfile,
-        build_args=_pairs(args.build_arg),
-        labels=_pairs(args.label),
-        target=args.target,
-        platform=args.custom_platform,
-        no_push=args.no_push,
-    )
-    if not args.wait:
-        print(build_id)
-        return 0
-    record = client.wait(build_id)
-    _show(record, args.json)
-    return 0 if record.state is BuildState.SUCCESS else _FAILED
-
-
-def run_status(args: argparse.Namespace) -> int:
-    _show(_client().get(args.build_id), args.json)
-    return 0
-
-
-def run_wait(args: argparse.Namespace) -> int:
-    client = _client()
-    batch = client.records.batch(args.build_id)
-    if batch is not None:
-        return _wait_batch(client, args.build_id, batch[0], args)
-    record = client.wait(args.build_id, timeout=args.timeout)
-    _show(record, args.json)
-    return 0 if record.state is BuildState.SUCCESS else _FAILED
-
-
-def _wait_batch(client: FarmClient, batch_id: str, ids: list[str], args: argparse.Namespace) -> int:
-    """Wait for every build of a batch, with a progress bar on stderr."""
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    width = 30
-    while True:
-        records = [client.get(build_id) for build_id in ids]
-        done = [r for r in records if r.state in TERMINAL]
-        failed = [r for r in done if r.state is not BuildState.SUCCESS]
-        filled = width * len(done) // max(len(ids), 1)
-        bar = "#" * filled + "-" * (width - filled)
-        print(
-            f"\r{batch_id} [{bar}] {len(done)}/{len(ids)} done, {len(failed)} not successful",
-            end="", file=sys.stderr, flush=True,
-        )  # fmt: skip
-        if len(done) == len(ids):
-            print(file=sys.stderr)
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            print(file=sys.stderr)
-            raise WaitTimeoutError(f"batch {batch_id}: {len(ids) - len(done)} builds still running")
-        time.sleep(0.5)
-    if args.json:
-        print(json.dumps([_summary(r) for r in records], indent=2))
-    else:
-        for record in records:
-            print(f"{record.build_id}  {record.state.value:<14} {record.reason}".rstrip())
-    return _FAILED if failed else 0
-
-
-def run_cancel(args: argparse.Namespace) -> int:
-    client = _client()
-    if client.records.batch(args.build_id) is not None:
-        for build_id in client.cancel_batch(args.build_id):
-            print(f"{build_id}  cancelled")
-        return 0
-    client.cancel(args.build_id)
-    _show(client.get(args.build_id), args.json)
-    return 0
-
-
-def run_retry(args: argparse.Namespace) -> int:
-    print(_client().retry(args.build_id))
-    return 0
-
-
-def run_logs(args: argparse.Namespace) -> int:
-    client = _client()
-    offset = 0
-    while True:
-        chunk, offset = client.logs(args.build_id, offset)
-        if chunk:
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-        if not args.follow or (client.get(args.build_id).state in TERMINAL and not chunk):
-            return 0
-        if not chunk:
-            time.sleep(0.5)
-
-
-def run_list(args: argparse.Namespace) -> int:
-    state = BuildState(args.state) if args.state else None
-    records = _client().list(batch_id=args.batch, state=state)
-    if args.json:
-        print(json.dumps([_summary(r) for r in records], indent=2))
-        return 0
-    for record in records:
-        print(f"{record.build_id}  {record.state.value:<14} {record.reason}".rstrip())
-    return 0
-
-
-def run_up(args: argparse.Namespace) -> int:
-    home = farm_home()
-    started = local.up(home, workers=args.workers)
-    print(
-        f"farm up in {home}: redis 127.0.0.1:{started.redis_port}, "
-        f"registry {started.registry}, {args.workers} workers"
-    )
-    print(f"push to {started.registry}/NAME:TAG; `farm down` stops it all")
-    return 0
-
-
-def run_down(args: argparse.Namespace) -> int:
-    stopped = local.down(farm_home())
-    print(f"farm down: stopped {stopped} processes")
-    return 0
-
-
-def run_exporter(args: argparse.Namespace) -> int:
-    import redis as redis_lib
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from farm.exporter import FarmCollector
-    from farm.records import Records
-
-    settings = load_settings()
-    client = redis_lib.Redis.from_url(settings.redis_url)
-    registry = CollectorRegistry()
-    registry.register(FarmCollector(client, Records(client), (settings.queue,)))
-    start_http_server(args.metrics_port, addr=args.metrics_addr, registry=registry)
-    print(f"serving farm metrics on {args.metrics_addr}:{args.metrics_port}", flush=True)
-    while True:
-        time.sleep(3600)
+    listing.set_defaults(func=_lazy("run_list"))
