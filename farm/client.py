@@ -83,10 +83,44 @@ class FarmClient:
         retry_of: str | None = None,
     ) -> str:
         """Pack and upload ``context`` (if the store lacks it), record and enqueue one build."""
+        request = self._prepare(
+            context,
+            destinations=destinations,
+            dockerfile=dockerfile,
+            build_args=build_args,
+            labels=labels,
+            target=target,
+            platform=platform,
+            no_push=no_push,
+            batch_id=batch_id,
+            depends_on=depends_on,
+            build_id=build_id,
+            retry_of=retry_of,
+        )
+        self._enqueue(request)
+        return request.build_id
+
+    def _prepare(
+        self,
+        context: Path,
+        *,
+        destinations: Sequence[str],
+        dockerfile: str,
+        build_args: Mapping[str, str] | None,
+        labels: Mapping[str, str] | None,
+        target: str | None,
+        platform: str | None,
+        no_push: bool,
+        batch_id: str | None,
+        depends_on: Sequence[str],
+        build_id: str | None,
+        retry_of: str | None,
+    ) -> BuildRequest:
+        """Pack and upload the context; the request, not yet recorded or queued."""
         with TemporaryDirectory(prefix="farm-pack-") as tmp:
             packed = pack_context(context, dockerfile=dockerfile, dest_dir=Path(tmp))
             upload_context(self.store, packed)
-        request = BuildRequest(
+        return BuildRequest(
             build_id=build_id or new_build_id(),
             context_digest=packed.digest,
             dockerfile=dockerfile,
@@ -101,28 +135,41 @@ class FarmClient:
             retry_of=retry_of,
             submitted_at=time.time(),
         )
+
+    def _enqueue(self, request: BuildRequest) -> None:
         self.records.create(request)
         self._app.send_task(BUILD_TASK, args=[request.to_json()], queue=self.settings.queue)
-        return request.build_id
 
     def submit_batch(
         self, items: Sequence[BatchItem], *, fail_fast: bool = False
     ) -> tuple[str, dict[str, str]]:
-        """Submit builds together (depends_on names become ids); return (batch id, name: id)."""
+        """Submit builds together (depends_on names become ids); return (batch id, name: id).
+
+        Every context is packed and uploaded before anything is recorded or queued, so
+        a bad item fails the whole batch and leaves no half of it running.
+        """
         batch_id = "batch-" + new_build_id()
         ids = {item.name: new_build_id() for item in items}
-        self.records.create_batch(batch_id, list(ids.values()), fail_fast=fail_fast)
-        for item in items:
-            self.submit(
+        requests = [
+            self._prepare(
                 Path(item.context),
                 destinations=[str(r) for r in item.destinations],
                 dockerfile=item.dockerfile,
                 build_args=item.build_args,
+                labels=None,
                 target=item.target,
+                platform=None,
+                no_push=False,
                 batch_id=batch_id,
                 depends_on=[ids[name] for name in item.depends_on],
                 build_id=ids[item.name],
+                retry_of=None,
             )
+            for item in items
+        ]
+        self.records.create_batch(batch_id, list(ids.values()), fail_fast=fail_fast)
+        for request in requests:
+            self._enqueue(request)
         return batch_id, ids
 
     def get(self, build_id: str) -> BuildRecord:
