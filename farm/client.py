@@ -207,9 +207,14 @@ class FarmClient:
         """A queued build never starts; a running one is stopped within a second or so."""
         self.get(build_id)
         self.records.request_cancel(build_id)
-        self.records.transition(
+        cancelled = self.records.transition(
             build_id, BuildState.CANCELLED, expect={BuildState.QUEUED}, reason="cancelled"
         )
+        if cancelled is not None:
+            from tasks.build import queue_dependents
+
+            # Its dependents were waiting for it to end; now they can be cancelled too.
+            queue_dependents(self.records, self._app, self.settings, build_id)
 
     def cancel_batch(self, batch_id: str) -> list[str]:
         """Cancel every build of a batch that has not ended; return their ids."""

@@ -295,10 +295,24 @@ class Records:
             )
         if not created:
             raise DuplicateBuildError(f"{what}: build id already in use")
+        if request.depends_on:
+            # An index from each dependency to its dependents: when a build ends, the
+            # worker queues its dependents again (no polling), see tasks/build.py.
+            with _redis_errors(what), self._redis.pipeline() as pipe:
+                for dep in request.depends_on:
+                    pipe.sadd(self._key("dependents", dep), build_id)
+                    pipe.expire(self._key("dependents", dep), self.batch_ttl)
+                pipe.execute()
         record = self.get(build_id)
         if record is None:
             raise RecordError(f"{what}: record vanished after it was written")
         return record
+
+    def dependents(self, build_id: str) -> builtins.list[str]:
+        """Builds that named ``build_id`` in depends_on."""
+        with _redis_errors(f"reading the dependents of {build_id}"):
+            members = self._redis.smembers(self._key("dependents", build_id))
+        return sorted(_text(m) for m in members)
 
     def get(self, build_id: str) -> BuildRecord | None:
         """The record of ``build_id``, or None if there is none (or it expired)."""

@@ -36,8 +36,6 @@ from tasks.retry import backoff_seconds
 from tasks.runner import run_child
 
 log = logging.getLogger("farm.worker")
-# A build whose dependencies are still running looks again after this long.
-DEPENDENCY_POLL_SECONDS = 2.0
 # Temporary failures are retried this many times before the build ends for good.
 MAX_ATTEMPTS = 5
 # Outcomes that stop a fail_fast batch.
@@ -61,17 +59,28 @@ def register(app: Celery, settings: Settings) -> None:
 
     @app.task(name="farm.build", bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def build(task: Task, payload: Any) -> dict[str, Any] | None:
-        job = BuildJob(settings, Records.from_url(settings.redis_url), metrics)
+        job = BuildJob(settings, Records.from_url(settings.redis_url), metrics, app)
         return job.handle(task, payload)
+
+
+def queue_dependents(records: Records, app: Celery, settings: Settings, build_id: str) -> None:
+    """``build_id`` ended: queue again the dependents still waiting for it."""
+    for dependent in records.dependents(build_id):
+        record = records.get(dependent)
+        if record is not None and record.state == BuildState.QUEUED:
+            app.send_task("farm.build", args=[record.request.to_json()], queue=settings.queue)
 
 
 class BuildJob:
     """One delivery of one build request."""
 
-    def __init__(self, settings: Settings, records: Records, metrics: FarmMetrics) -> None:
+    def __init__(
+        self, settings: Settings, records: Records, metrics: FarmMetrics, app: Celery
+    ) -> None:
         self.settings = settings
         self.records = records
         self.metrics = metrics
+        self.app = app
         self.worker = worker_name()
 
     def handle(self, task: Task, payload: Any) -> dict[str, Any] | None:
@@ -135,10 +144,9 @@ class BuildJob:
         ):
             self._end(request, BuildState.EXPIRED, "waited in the queue longer than its TTL")
             return None
-        waiting = self._dependencies(request)
-        if waiting is not None:
-            if waiting:
-                raise task.retry(countdown=DEPENDENCY_POLL_SECONDS, max_retries=None)
+        if self._dependencies(request) is not None:
+            # Pending: it stays QUEUED and the last dependency to end queues it again.
+            # Failed: it was just cancelled.
             return None
         claimed = self.records.transition(
             request.build_id, BuildState.WORKING, expect={BuildState.QUEUED}, worker=self.worker
@@ -286,6 +294,7 @@ class BuildJob:
         if ended is None:
             return  # someone else ended it, or took it over: not ours to count
         self.metrics.builds_finished.labels(state.value.lower()).inc()
+        queue_dependents(self.records, self.app, self.settings, request.build_id)
         if state in _FAILED and request.batch_id:
             self._fail_fast(request, state)
 

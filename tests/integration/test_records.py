@@ -329,3 +329,43 @@ def test_unreachable_redis_is_a_temporary_error(tmp_path: Path) -> None:
     with pytest.raises(RecordsUnavailableError) as info:
         Records(client).get("build-0001")
     assert info.value.temporary is True
+
+
+def test_dependents_are_indexed(records: Records) -> None:
+    records.create(request("dep-00001"))
+    child = BuildRequest(
+        build_id="child-00001",
+        context_digest=Digest.of(b"ctx"),
+        depends_on=("dep-00001",),
+    )
+    records.create(child)
+    assert records.dependents("dep-00001") == ["child-00001"]
+    assert records.dependents("child-00001") == []
+
+
+def test_only_the_holder_ends_and_only_stale_builds_are_taken(
+    records: Records, clock: FakeClock
+) -> None:
+    records.create(request("held-00001"))
+    start(records, "held-00001", worker="alive")
+    other = records.transition(
+        "held-00001", BuildState.SUCCESS, expect={BuildState.WORKING}, holder="someone-else"
+    )
+    assert other is None
+    taken = records.transition(
+        "held-00001",
+        BuildState.WORKING,
+        expect={BuildState.WORKING},
+        worker="thief",
+        stale_before=clock.now - 30,
+    )
+    assert taken is None  # its heartbeat is fresh
+    clock.now += 60
+    taken = records.transition(
+        "held-00001",
+        BuildState.WORKING,
+        expect={BuildState.WORKING},
+        worker="rescuer",
+        stale_before=clock.now - 30,
+    )
+    assert taken is not None and taken.worker == "rescuer" and taken.attempts == 2
