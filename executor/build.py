@@ -40,6 +40,7 @@ from executor.options import BuildOptions
 from executor.output import write_outputs
 from executor.registry.client import RegistryConnector
 from executor.report import BuildReporter
+from executor.sandbox.probes import ProbeCache
 from executor.sandbox.select import choose_sandbox, probe_overlay
 from executor.sandbox.spec import Sandbox
 from executor.stage import BuildServices, StageState, created_timestamp, run_step
@@ -267,11 +268,12 @@ def build(
         reporter.info(f"warning: build-arg {name} was not consumed by any ARG")
     platform = options.platform or Platform.host()
     stages = _Stages(workspace, connector, platform)
-    chosen_sandbox = sandbox or choose_sandbox(options.sandbox)
+    probes = ProbeCache.default()
+    chosen_sandbox = sandbox or choose_sandbox(options.sandbox, cache=probes)
     services = BuildServices(
         options=options,
         sandbox=chosen_sandbox,
-        new_snapshotter=_snapshotter_factory(options, chosen_sandbox),
+        new_snapshotter=_snapshotter_factory(options, chosen_sandbox, probes),
         reporter=reporter,
         context=context,
         layers_dir=workspace / "layers",
@@ -291,14 +293,20 @@ def build(
     return BuildResult(digest, image, timings)
 
 
-def _snapshotter_factory(options: BuildOptions, sandbox: Sandbox) -> Callable[[], Snapshotter]:
+def _snapshotter_factory(
+    options: BuildOptions, sandbox: Sandbox, probes: ProbeCache
+) -> Callable[[], Snapshotter]:
     """overlay where the sandbox can mount it (the namespace backends), else the walk.
 
     kaniko's mode names (full, redo, time) all mean a walk here.
     """
     mode = options.snapshot_mode
     # One probe per build (a namespace with an overlay mount, ~50 ms).
-    why_not = probe_overlay(sandbox) if mode in ("auto", "overlay") else "not asked for"
+    why_not = (
+        probes.passed(f"overlay:{sandbox.name}", lambda: probe_overlay(sandbox))
+        if mode in ("auto", "overlay")
+        else "not asked for"
+    )
     if mode == "overlay" and why_not is not None:
         raise BuildInputError(f"--snapshot-mode=overlay does not work here: {why_not}")
     if why_not is None:

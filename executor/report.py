@@ -12,7 +12,7 @@ from typing import TextIO
 
 # The last lines of a failing RUN's output, quoted in its error.
 TAIL_LINES = 10
-PHASES = ("context", "pull", "unpack", "run", "snapshot", "layer", "push")
+PHASES = ("context", "pull", "unpack", "copy", "workdir", "run", "snapshot", "layer", "push")
 
 
 class StepOutput:

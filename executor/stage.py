@@ -145,7 +145,11 @@ def run_step(state: StageState, instruction: Instruction) -> None:
     if state.snapshotter is None:
         state.snapshotter = services.new_snapshotter()
     state.snapshotter.begin(rootfs)
-    command.run(state, instruction)
+    if command.phase is None:
+        command.run(state, instruction)
+    else:
+        with services.reporter.phase(command.phase):
+            command.run(state, instruction)
     with services.reporter.phase("snapshot"):
         changes = state.snapshotter.finish()
     layer = None

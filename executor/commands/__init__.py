@@ -42,12 +42,14 @@ class Command:
 
     run: Callable[[Any, Any], None]
     touches_filesystem: bool
+    # The --timings-file phase its time counts under (RUN times its own steps).
+    phase: str | None = None
 
 
 _TABLE: dict[type, Command] = {
     Arg: Command(config.arg, touches_filesystem=False),
     Cmd: Command(config.cmd, touches_filesystem=False),
-    Copy: Command(copy.copy, touches_filesystem=True),
+    Copy: Command(copy.copy, touches_filesystem=True, phase="copy"),
     Entrypoint: Command(config.entrypoint, touches_filesystem=False),
     Env: Command(config.env, touches_filesystem=False),
     Expose: Command(config.expose, touches_filesystem=False),
@@ -60,7 +62,7 @@ _TABLE: dict[type, Command] = {
     StopSignal: Command(config.stop_signal, touches_filesystem=False),
     User: Command(config.user, touches_filesystem=False),
     Volume: Command(config.volume, touches_filesystem=False),
-    Workdir: Command(workdir.workdir, touches_filesystem=True),
+    Workdir: Command(workdir.workdir, touches_filesystem=True, phase="workdir"),
 }
 
 

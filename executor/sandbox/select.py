@@ -8,6 +8,7 @@ from pathlib import Path
 
 from executor.errors import SandboxError
 from executor.sandbox.namespaces import NamespaceSandbox
+from executor.sandbox.probes import ProbeCache
 from executor.sandbox.proot import ProotSandbox
 from executor.sandbox.spec import RunSpec, Sandbox
 
@@ -42,18 +43,19 @@ def probe_all() -> list[BackendReport]:
     return [BackendReport(name, make_sandbox(name).unavailable()) for name in BACKENDS]
 
 
-def choose_sandbox(name: str = "auto") -> Sandbox:
+def choose_sandbox(name: str = "auto", *, cache: ProbeCache | None = None) -> Sandbox:
     """The named backend if it works, or with ``auto`` the first one that does."""
+    probes = cache or ProbeCache(None)
     if name != "auto":
         sandbox = make_sandbox(name)
-        reason = sandbox.unavailable()
+        reason = probes.passed(f"sandbox:{name}", sandbox.unavailable)
         if reason is not None:
             raise SandboxError(f"sandbox {name} does not work here: {reason}")
         return sandbox
     reasons = []
     for backend in BACKENDS:
         sandbox = make_sandbox(backend)
-        reason = sandbox.unavailable()
+        reason = probes.passed(f"sandbox:{backend}", sandbox.unavailable)
         if reason is None:
             return sandbox
         reasons.append(f"{backend}: {reason}")
