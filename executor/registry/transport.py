@@ -246,10 +246,9 @@ class RegistryTransport:
             self._pinged = True
 
     def _ping(self, what: str) -> requests.Response:
-        attempt = 0
-        while True:
+        def send() -> requests.Response:
             try:
-                response = self._session.get(
+                return self._session.get(
                     self.url("/v2/"),
                     verify=self.endpoint.verify_tls,
                     timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
@@ -259,19 +258,29 @@ class RegistryTransport:
                     f"{what}: TLS handshake with {self.endpoint.host} failed "
                     f"(use --insecure-registry for plain HTTP, or --skip-tls-verify): {_short(exc)}"
                 ) from exc
+
+        response = self._with_retries(send, f"{what}: {self.endpoint.host} unreachable")
+        response.close()
+        return response
+
+    def _with_retries(
+        self, send: Callable[[], requests.Response], unreachable: str
+    ) -> requests.Response:
+        """``send()`` again on connection errors, 429 and 5xx, with backoff; the last answer."""
+        attempt = 0
+        while True:
+            try:
+                response = send()
             except _NETWORK_ERRORS as exc:
                 attempt += 1
                 if attempt >= self._retry.attempts:
-                    raise RegistryUnavailableError(
-                        f"{what}: {self.endpoint.host} unreachable: {_short(exc)}"
-                    ) from exc
+                    raise RegistryUnavailableError(f"{unreachable}: {_short(exc)}") from exc
                 self._retry.sleep(self._retry.delay(attempt))
                 continue
             if response.status_code in _RETRY_STATUSES and attempt + 1 < self._retry.attempts:
                 attempt += 1
                 self._retry.sleep(self._retry.delay(attempt, response.headers.get("Retry-After")))
                 continue
-            response.close()
             return response
 
     def _creds(self) -> Credentials | None:
@@ -329,31 +338,18 @@ class RegistryTransport:
         elif creds is not None and not creds.empty:
             auth = (creds.username, creds.password)
             params.append(("account", creds.username))
-        attempt = 0
-        while True:
-            try:
-                response = self._session.request(
-                    method,
-                    challenge.realm,
-                    params=params,
-                    data=data,
-                    auth=auth,
-                    verify=self.endpoint.verify_tls,
-                    timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
-                )
-            except _NETWORK_ERRORS as exc:
-                attempt += 1
-                if attempt >= self._retry.attempts:
-                    raise RegistryUnavailableError(
-                        f"{what}: token service {challenge.realm} unreachable: {_short(exc)}"
-                    ) from exc
-                self._retry.sleep(self._retry.delay(attempt))
-                continue
-            if response.status_code in _RETRY_STATUSES and attempt + 1 < self._retry.attempts:
-                attempt += 1
-                self._retry.sleep(self._retry.delay(attempt, response.headers.get("Retry-After")))
-                continue
-            break
+        response = self._with_retries(
+            lambda: self._session.request(
+                method,
+                challenge.realm,
+                params=params,
+                data=data,
+                auth=auth,
+                verify=self.endpoint.verify_tls,
+                timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+            ),
+            f"{what}: token service {challenge.realm} unreachable",
+        )
         if response.status_code != 200:
             who = f"as {creds.username!r}" if creds and creds.username else "anonymously"
             raise error_for(response, f"{what}: getting a token from {challenge.realm} {who}")
