@@ -144,7 +144,7 @@ def run_step(state: StageState, instruction: Instruction) -> None:
     rootfs = state.ensure_rootfs()
     if state.snapshotter is None:
         state.snapshotter = services.new_snapshotter()
-    state.snapshotter.begin(rootfs)
+    state.snapshotter.begin(rootfs, sandboxed=command.sandboxed)
     if command.phase is None:
         command.run(state, instruction)
     else:

@@ -23,11 +23,9 @@ from executor.storage import ObjectStore
 from farm.config import Settings
 from farm.contexts import pack_context, upload_context
 from farm.records import TERMINAL, BuildRecord, BuildState, Records
-from farm.spec import BatchItem, BuildRequest
+from farm.spec import BUILD_TASK, BatchItem, BuildRequest
 
 __all__ = ["FarmClient", "WaitTimeoutError"]
-
-BUILD_TASK = "farm.build"
 
 
 class WaitTimeoutError(ExecutorError):

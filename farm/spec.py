@@ -43,6 +43,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_exported_member
 ]
 
 SCHEMA_VERSION = 1
+# The Celery task name build requests travel under: part of the wire protocol.
+BUILD_TASK = "farm.build"
 # The terminal states an outcome may report; farm.records.BuildState uses the same names.
 OUTCOME_STATES = frozenset(
     {"SUCCESS", "FAILURE", "INTERNAL_ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"}

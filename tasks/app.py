@@ -6,8 +6,6 @@ from celery import Celery
 
 from farm.config import Settings
 
-BUILD_TASK = "farm.build"
-
 
 def create_app(settings: Settings) -> Celery:
     """A Celery app for the farm; the build task is registered on it.

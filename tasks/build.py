@@ -31,7 +31,7 @@ from farm.config import Settings
 from farm.contexts import fetch_context
 from farm.metrics import FarmMetrics
 from farm.records import TERMINAL, BuildRecord, BuildState, Records
-from farm.spec import BuildOutcome, BuildRequest, SpecError
+from farm.spec import BUILD_TASK, BuildOutcome, BuildRequest, SpecError
 from tasks.retry import backoff_seconds
 from tasks.runner import run_child
 
@@ -57,7 +57,7 @@ def register(app: Celery, settings: Settings) -> None:
     metrics = FarmMetrics()
     app.farm_metrics = metrics
 
-    @app.task(name="farm.build", bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    @app.task(name=BUILD_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def build(task: Task, payload: Any) -> dict[str, Any] | None:
         job = BuildJob(settings, Records.from_url(settings.redis_url), metrics, app)
         return job.handle(task, payload)
@@ -68,7 +68,7 @@ def queue_dependents(records: Records, app: Celery, settings: Settings, build_id
     for dependent in records.dependents(build_id):
         record = records.get(dependent)
         if record is not None and record.state == BuildState.QUEUED:
-            app.send_task("farm.build", args=[record.request.to_json()], queue=settings.queue)
+            app.send_task(BUILD_TASK, args=[record.request.to_json()], queue=settings.queue)
 
 
 class BuildJob:

@@ -19,10 +19,10 @@ from celery import Celery
 from executor.errors import ExecutorError
 from farm.config import Settings
 from farm.records import BuildState, Records
+from farm.spec import BUILD_TASK
 from tasks.build import MAX_ATTEMPTS
 
 log = logging.getLogger("farm.reaper")
-BUILD_TASK = "farm.build"
 
 
 def reap_lost_builds(records: Records, app: Celery, settings: Settings) -> list[str]:

@@ -44,6 +44,8 @@ class Command:
     touches_filesystem: bool
     # The --timings-file phase its time counts under (RUN times its own steps).
     phase: str | None = None
+    # It writes only through the sandbox, so an overlay snapshot needs no tree walk.
+    sandboxed: bool = False
 
 
 _TABLE: dict[type, Command] = {
@@ -57,7 +59,7 @@ _TABLE: dict[type, Command] = {
     Label: Command(config.label, touches_filesystem=False),
     Maintainer: Command(config.maintainer, touches_filesystem=False),
     OnBuild: Command(config.onbuild, touches_filesystem=False),
-    Run: Command(run.run, touches_filesystem=True),
+    Run: Command(run.run, touches_filesystem=True, sandboxed=True),
     Shell: Command(config.shell, touches_filesystem=False),
     StopSignal: Command(config.stop_signal, touches_filesystem=False),
     User: Command(config.user, touches_filesystem=False),

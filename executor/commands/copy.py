@@ -135,12 +135,8 @@ def _heredocs(inst: Copy, copier: Copier, dest: str, x: Callable[[str], str], mo
     for heredoc in inst.heredocs:
         target = posixpath.join(dest, heredoc.name) if many else dest
         # An unquoted delimiter expands variables in the body; a quoted one does not.
-        body = _expand_body(heredoc.body, x) if heredoc.expand else heredoc.body
+        body = x(heredoc.body) if heredoc.expand else heredoc.body
         copier.put_file(target, io.BytesIO(body.encode()), mode=mode(0o100644))
-
-
-def _expand_body(body: str, x: Callable[[str], str]) -> str:
-    return x(body)
 
 
 def _is_archive(path: Path) -> bool:

@@ -83,18 +83,22 @@ class OverlaySnapshotter:
             self._walking = False
         return self._dirs
 
-    def begin(self, rootfs: Path) -> None:
+    def begin(self, rootfs: Path, *, sandboxed: bool = False) -> None:
         self._rootfs = rootfs
         self._dirs = None
-        # Until RUN asks for an overlay, assume a Python-side step: walk.
-        self._walking = True
-        self._walk.begin(rootfs)
+        # A sandboxed step (RUN) writes through the overlay: no walk of the tree at all.
+        # A Python-side step (COPY, WORKDIR) is found by the walk.
+        self._walking = not sandboxed
+        if self._walking:
+            self._walk.begin(rootfs)
 
     def finish(self) -> list[Change]:
         if self._rootfs is None:
             raise RuntimeError("finish() before begin()")
-        if self._walking or self._dirs is None:
+        if self._walking:
             return self._walk.finish()
+        if self._dirs is None:
+            return []  # a sandboxed step that asked for no overlay wrote nothing through it
         upper, _ = self._dirs
         try:
             changes = self._changes(upper)

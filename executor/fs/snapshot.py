@@ -49,7 +49,9 @@ class Snapshotter(Protocol):
 
     name: str
 
-    def begin(self, rootfs: Path) -> None: ...
+    def begin(self, rootfs: Path, *, sandboxed: bool = False) -> None:
+        """Start watching ``rootfs``; ``sandboxed``: the step writes only through the sandbox."""
+        ...
 
     def finish(self) -> list[Change]: ...
 
@@ -133,7 +135,7 @@ class WalkSnapshotter:
     def overlay_dirs(self) -> tuple[Path, Path] | None:
         return None
 
-    def begin(self, rootfs: Path) -> None:
+    def begin(self, rootfs: Path, *, sandboxed: bool = False) -> None:
         if self._rootfs != rootfs or self._baseline is None:
             self._rootfs = rootfs
             self._baseline = _scan(rootfs, self._ignore)

@@ -125,19 +125,20 @@ class NamespaceSandbox:
         if self.userns is False and os.geteuid() != 0:
             return "needs root (run as uid 0, or use userns)"
         with tempfile.TemporaryDirectory(prefix="farm-probe-") as tmp:
-            rootfs = Path(tmp)
-            chunks: list[bytes] = []
-            try:
-                status = self.run(
-                    RunSpec(rootfs, argv=()), chunks.append, timeout=_PROBE_TIMEOUT_SECONDS
-                )
-            except SandboxError as exc:
-                return str(exc)
-            if status != 0:
-                text = b"".join(chunks).decode(errors="replace").strip().splitlines()
-                reason = text[-1] if text else f"exit status {status}"
-                return reason.removeprefix("sandbox: ")
+            return probe(self, RunSpec(Path(tmp), argv=()))
+
+
+def probe(sandbox: NamespaceSandbox, spec: RunSpec) -> str | None:
+    """Run an empty step (argv ``()``: namespaces and mounts only); None if it worked."""
+    chunks: list[bytes] = []
+    try:
+        status = sandbox.run(spec, chunks.append, timeout=_PROBE_TIMEOUT_SECONDS)
+    except SandboxError as exc:
+        return str(exc)
+    if status == 0:
         return None
+    text = b"".join(chunks).decode(errors="replace").strip().splitlines()
+    return (text[-1] if text else f"exit status {status}").removeprefix("sandbox: ")
 
 
 def _package_root() -> str:

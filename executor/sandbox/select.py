@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executor.errors import SandboxError
-from executor.sandbox.namespaces import NamespaceSandbox
+from executor.sandbox.namespaces import NamespaceSandbox, probe
 from executor.sandbox.probes import ProbeCache
 from executor.sandbox.proot import ProotSandbox
 from executor.sandbox.spec import RunSpec, Sandbox
 
-# Probes should answer fast; a backend that hangs is as good as absent.
-_PROBE_TIMEOUT_SECONDS = 20
 # Strongest first: real namespaces as root, then rootless namespaces, then ptrace.
 BACKENDS = ("chroot", "userns", "proot")
 
@@ -64,20 +62,11 @@ def choose_sandbox(name: str = "auto", *, cache: ProbeCache | None = None) -> Sa
 
 def probe_overlay(sandbox: Sandbox) -> str | None:
     """None if ``sandbox`` can run a step over an overlayfs mount here, else why not."""
-    if sandbox.name not in ("chroot", "userns"):
+    if not isinstance(sandbox, NamespaceSandbox):
         return f"the {sandbox.name} sandbox cannot mount overlayfs"
     with tempfile.TemporaryDirectory(prefix="farm-overlay-probe-") as tmp:
         base = Path(tmp)
         rootfs, upper, work = base / "rootfs", base / "upper", base / "work"
         for directory in (rootfs, upper, work):
             directory.mkdir()
-        chunks: list[bytes] = []
-        spec = RunSpec(rootfs, argv=(), overlay=(str(upper), str(work)))
-        try:
-            status = sandbox.run(spec, chunks.append, timeout=_PROBE_TIMEOUT_SECONDS)
-        except SandboxError as exc:
-            return str(exc)
-        if status != 0:
-            text = b"".join(chunks).decode(errors="replace").strip().splitlines()
-            return (text[-1] if text else f"exit status {status}").removeprefix("sandbox: ")
-    return None
+        return probe(sandbox, RunSpec(rootfs, argv=(), overlay=(str(upper), str(work))))

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from farm import local
+from farm.cli.build import _pairs
 from farm.client import FarmClient, WaitTimeoutError
 from farm.config import Settings
 from farm.local import farm_home, settings_path
@@ -18,16 +19,6 @@ from farm.records import TERMINAL, BuildRecord, BuildState
 
 # What `farm wait` exits with when a build did not succeed.
 _FAILED = 1
-
-
-def _pairs(values: list[str]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"{item!r}: want KEY=VALUE")
-        out[key] = value
-    return out
 
 
 def load_settings() -> Settings:
@@ -115,8 +106,8 @@ def run_submit(args: argparse.Namespace) -> int:
         args.context,
         destinations=args.destination,
         dockerfile=args.dockerfile,
-        build_args=_pairs(args.build_arg),
-        labels=_pairs(args.label),
+        build_args=_pairs(args.build_arg, "--build-arg"),
+        labels=_pairs(args.label, "--label"),
         target=args.target,
         platform=args.custom_platform,
         no_push=args.no_push,
