@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -22,8 +23,9 @@ from executor.oci.reference import ImageReference
 from executor.storage import ObjectStore
 from farm.config import Settings
 from farm.contexts import pack_context, upload_context
+from farm.dispatch import Dispatcher
 from farm.records import TERMINAL, BuildRecord, BuildState, Records
-from farm.spec import BUILD_TASK, BatchItem, BuildRequest
+from farm.spec import BatchItem, BuildRequest
 
 __all__ = ["FarmClient", "WaitTimeoutError"]
 
@@ -52,11 +54,7 @@ class FarmClient:
         self.settings = settings
         self.records = records or Records.from_url(settings.redis_url)
         self._store = store
-        if app is None:
-            from tasks.app import create_app  # only the producer side needs Celery's app
-
-            app = create_app(settings)
-        self._app = app
+        self._dispatcher = Dispatcher(settings, self.records, app)
 
     @property
     def store(self) -> ObjectStore:
@@ -135,8 +133,10 @@ class FarmClient:
         )
 
     def _enqueue(self, request: BuildRequest) -> None:
+        # Recorded first, then published: the record is in the outbox until the message
+        # is on the queue, so a failed publish is sent again by a worker's reaper.
         self.records.create(request)
-        self._app.send_task(BUILD_TASK, args=[request.to_json()], queue=self.settings.queue)
+        self._dispatcher.publish(request)
 
     def submit_batch(
         self, items: Sequence[BatchItem], *, fail_fast: bool = False
@@ -209,10 +209,8 @@ class FarmClient:
             build_id, BuildState.CANCELLED, expect={BuildState.QUEUED}, reason="cancelled"
         )
         if cancelled is not None:
-            from tasks.build import queue_dependents
-
             # Its dependents were waiting for it to end; now they can be cancelled too.
-            queue_dependents(self.records, self._app, self.settings, build_id)
+            self._dispatcher.publish_dependents(build_id)
 
     def cancel_batch(self, batch_id: str) -> list[str]:
         """Cancel every build of a batch that has not ended; return their ids."""
@@ -228,19 +226,65 @@ class FarmClient:
         return cancelled
 
     def retry(self, build_id: str) -> str:
-        """Submit the build again as a new build linked to the old one; return the new id."""
-        old = self.get(build_id).request
-        request = BuildRequest(
-            **{
-                **old.__dict__,
-                "build_id": new_build_id(),
-                "retry_of": build_id,
-                "submitted_at": time.time(),
-            }
+        """Submit an ended build again as a new build linked to the old one; return its id.
+
+        The new build takes the old one's place in its batch, and depends on the latest
+        retry of each of the old one's dependencies, so retrying a failed dependency and
+        then its cancelled dependents rebuilds the chain.
+        """
+        old = self.get(build_id)
+        if old.state not in TERMINAL:
+            raise ExecutorError(f"build {build_id} is {old.state}: wait for it or cancel it first")
+        if old.retried_as:
+            raise ExecutorError(
+                f"build {build_id} was already retried as {old.retried_as}; retry that one"
+            )
+        request = replace(
+            old.request,
+            build_id=new_build_id(),
+            retry_of=build_id,
+            submitted_at=time.time(),
+            depends_on=tuple(self._latest(dep) for dep in old.request.depends_on),
         )
         self.records.create(request)
-        self._app.send_task(BUILD_TASK, args=[request.to_json()], queue=self.settings.queue)
+        self.records.link_retry(build_id, request.build_id, request.batch_id)
+        self._dispatcher.publish(request)
         return request.build_id
+
+    def retry_batch(self, batch_id: str) -> dict[str, str]:
+        """Retry every build of an ended batch that did not succeed; return {old id: new id}.
+
+        Dependencies are retried before their dependents, so each retry depends on the
+        new builds.
+        """
+        batch = self.records.batch(batch_id)
+        if batch is None:
+            raise ExecutorError(f"no batch {batch_id!r}")
+        records = {record.build_id: record for record in self.records.list(batch_id=batch_id)}
+        running = sorted(i for i, r in records.items() if r.state not in TERMINAL)
+        if running:
+            raise ExecutorError(
+                f"batch {batch_id} still has builds running ({', '.join(running)}): "
+                "wait for it or cancel it first"
+            )
+        todo = [i for i in batch[0] if i in records and records[i].state != BuildState.SUCCESS]
+        retried: dict[str, str] = {}
+        while todo:
+            ready = [i for i in todo if not set(records[i].request.depends_on) & (set(todo) - {i})]
+            for build_id in ready or todo[:1]:  # a cycle cannot be submitted; never loop
+                retried[build_id] = self.retry(build_id)
+                todo.remove(build_id)
+        return retried
+
+    def _latest(self, build_id: str) -> str:
+        """``build_id``, or the retry of it that was submitted last."""
+        seen = {build_id}
+        while (record := self.records.get(build_id)) is not None and record.retried_as:
+            build_id = record.retried_as
+            if build_id in seen:
+                break
+            seen.add(build_id)
+        return build_id
 
     def list(
         self, *, batch_id: str | None = None, state: BuildState | None = None

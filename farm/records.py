@@ -4,18 +4,21 @@ Keys (all under ``prefix``)::
 
     {p}:build:{id}         hash: state, request (JSON), created_at, started_at,
                            finished_at, attempts, worker, outcome (JSON), reason,
-                           heartbeat_at
+                           heartbeat_at, retried_as
     {p}:builds             sorted set: every build id by created_at
     {p}:state:{STATE}      set: the ids in that state
     {p}:working            sorted set: WORKING ids by last heartbeat
+    {p}:outbox             sorted set: QUEUED ids whose message is yet to be published,
+                           by when it is due (see farm/dispatch.py)
+    {p}:dependents:{id}    set: the builds that named {id} in depends_on
     {p}:batch:{batch_id}   string: {"build_ids": [...], "fail_fast": bool, "created_at": t}
     {p}:cancel:{id}        string: present when a cancel was asked for
     {p}:log:{id}           list: log chunks in order; {p}:logbytes:{id} their total size
 
-State changes run as Lua scripts, so two workers racing for one build cannot both
-win. Terminal records, their logs and cancel flags expire after ``terminal_ttl``.
-Everything read back is parsed again (BuildRequest.from_json, BuildOutcome.from_json,
-BuildState): Redis is an input like any other.
+State changes run as Lua scripts (farm/redis_scripts.py), so two workers racing for
+one build cannot both win. Terminal records, their logs and cancel flags expire after
+``terminal_ttl``. Everything read back is parsed again (BuildRequest.from_json,
+BuildOutcome.from_json, BuildState): Redis is an input like any other.
 
 ::
 
@@ -39,6 +42,7 @@ from typing import Any, cast
 import redis
 
 from executor.errors import ExecutorError
+from farm import redis_scripts
 from farm.spec import BuildOutcome, BuildRequest, SpecError
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_exported_members.py checks
@@ -116,6 +120,8 @@ class BuildRecord:
     outcome: BuildOutcome | None
     reason: str
     heartbeat_at: float | None
+    # The build that retried this one (`farm retry`), if any.
+    retried_as: str = ""
 
     @property
     def queue_wait(self) -> float | None:
@@ -123,91 +129,6 @@ class BuildRecord:
         if self.started_at is None:
             return None
         return self.started_at - self.created_at
-
-
-# -- Lua scripts ------------------------------------------------------------------------
-
-# KEYS: build, builds zset, state set of QUEUED
-# ARGV: id, request JSON, now, QUEUED
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[4], 'request', ARGV[2], 'created_at', ARGV[3],
-  'started_at', '', 'finished_at', '', 'attempts', '0', 'worker', '', 'outcome', '',
-  'reason', '', 'heartbeat_at', '')
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-return 1
-"""
-
-# KEYS: build, working zset, log, logbytes, cancel
-# ARGV: id, to, now, worker, reason, outcome JSON, working?, terminal?, ttl, state prefix,
-#       holder, stale_before, expected states...
-# holder: when the build is WORKING, only the worker holding it may move it.
-# stale_before: when the build is WORKING, only if its heartbeat is older than this.
-_TRANSITION = """
-local current = redis.call('HGET', KEYS[1], 'state')
-if not current then return false end
-local allowed = false
-for i = 13, #ARGV do
-  if ARGV[i] == current then allowed = true end
-end
-if not allowed then return false end
-if current == 'WORKING' then
-  if ARGV[11] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[11] then return false end
-  if ARGV[12] ~= '' then
-    local beat = tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '') or 0
-    if beat >= tonumber(ARGV[12]) then return false end
-  end
-end
-local id, to, now = ARGV[1], ARGV[2], ARGV[3]
-redis.call('SREM', ARGV[10] .. current, id)
-redis.call('SADD', ARGV[10] .. to, id)
-redis.call('HSET', KEYS[1], 'state', to)
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'outcome', ARGV[6]) end
-if ARGV[7] == '1' then
-  redis.call('HSET', KEYS[1], 'started_at', now, 'heartbeat_at', now, 'finished_at', '')
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('ZADD', KEYS[2], now, id)
-else
-  redis.call('ZREM', KEYS[2], id)
-end
-if ARGV[8] == '1' then
-  redis.call('HSET', KEYS[1], 'finished_at', now)
-  local ttl = tonumber(ARGV[9])
-  for i = 1, 5 do
-    if i ~= 2 then redis.call('EXPIRE', KEYS[i], ttl) end
-  end
-else
-  redis.call('PERSIST', KEYS[1])
-end
-return redis.call('HGETALL', KEYS[1])
-"""
-
-# KEYS: build, working zset.  ARGV: id, worker, now, WORKING
-_HEARTBEAT = """
-local fields = redis.call('HMGET', KEYS[1], 'state', 'worker')
-if fields[1] ~= ARGV[4] or fields[2] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[3])
-redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
-return 1
-"""
-
-# KEYS: log, logbytes.  ARGV: chunk, max bytes, max chunks, marker
-_APPEND_LOG = """
-local size = tonumber(redis.call('GET', KEYS[2]) or '0')
-if size < 0 then return 0 end
-local count = redis.call('LLEN', KEYS[1])
-if size + #ARGV[1] > tonumber(ARGV[2]) or count + 1 >= tonumber(ARGV[3]) then
-  redis.call('RPUSH', KEYS[1], ARGV[4])
-  redis.call('SET', KEYS[2], '-1', 'KEEPTTL')
-  return 0
-end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('INCRBY', KEYS[2], #ARGV[1])
-return 1
-"""
 
 
 def _text(value: bytes | str) -> str:
@@ -253,10 +174,11 @@ class Records:
         self.batch_ttl = batch_ttl
         self.log_max_bytes = log_max_bytes
         self.log_max_chunks = log_max_chunks
-        self._create = client.register_script(_CREATE)
-        self._transition = client.register_script(_TRANSITION)
-        self._heartbeat = client.register_script(_HEARTBEAT)
-        self._append_log = client.register_script(_APPEND_LOG)
+        self._create = client.register_script(redis_scripts.CREATE)
+        self._transition = client.register_script(redis_scripts.TRANSITION)
+        self._heartbeat = client.register_script(redis_scripts.HEARTBEAT)
+        self._append_log = client.register_script(redis_scripts.APPEND_LOG)
+        self._retried = client.register_script(redis_scripts.RETRIED)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Records:
@@ -290,6 +212,7 @@ class Records:
                     self._build_key(build_id),
                     self._key("builds"),
                     self._state_key(BuildState.QUEUED),
+                    self._key("outbox"),
                 ],
                 args=[build_id, request.dumps(), repr(self._clock()), BuildState.QUEUED.value],
             )
@@ -331,6 +254,7 @@ class Records:
         outcome: BuildOutcome | None = None,
         holder: str = "",
         stale_before: float | None = None,
+        due: float | None = None,
     ) -> BuildRecord | None:
         """Move ``build_id`` to ``to`` if, and only if, its state is in ``expect``.
 
@@ -340,8 +264,10 @@ class Records:
         taken over or requeued.
 
         Entering WORKING sets started_at and heartbeat_at and counts an attempt;
-        a terminal state sets finished_at and starts the record's TTL. Returns the
-        new record, or None when the record is missing or in another state.
+        a terminal state sets finished_at and starts the record's TTL. Back to QUEUED,
+        the build enters the outbox, due at ``due`` (default now); ending, its QUEUED
+        dependents do. Returns the new record, or None when the record is missing or in
+        another state.
         """
         what = f"moving build {build_id} to {to}"
         if outcome is not None and (outcome.state != to.value or outcome.build_id != build_id):
@@ -358,6 +284,7 @@ class Records:
                     self._key("log", build_id),
                     self._key("logbytes", build_id),
                     self._key("cancel", build_id),
+                    self._key("outbox"),
                 ],
                 args=[
                     build_id,
@@ -369,9 +296,10 @@ class Records:
                     "1" if to is BuildState.WORKING else "0",
                     "1" if to in TERMINAL else "0",
                     self.terminal_ttl,
-                    self._key("state", ""),
+                    self._key(""),
                     holder,
                     repr(stale_before) if stale_before is not None else "",
+                    repr(self._clock() if due is None else due),
                     *(BuildState(state).value for state in expect),
                 ],
             )
@@ -397,6 +325,36 @@ class Records:
                 self._redis.zrangebyscore(self._key("working"), "-inf", f"({cutoff!r}"),
             )
         return [_text(item) for item in ids]
+
+    # -- the outbox: builds whose queue message is owed ----------------------------------
+
+    def overdue(self, older_than: float) -> builtins.list[str]:
+        """Outbox entries due more than ``older_than`` seconds ago: their publisher is late."""
+        cutoff = self._clock() - older_than
+        with _redis_errors("listing undispatched builds"):
+            ids = cast(
+                "builtins.list[bytes | str]",
+                self._redis.zrangebyscore(self._key("outbox"), "-inf", f"({cutoff!r}"),
+            )
+        return [_text(item) for item in ids]
+
+    def dispatched(self, build_id: str) -> bool:
+        """Take ``build_id`` out of the outbox; True for the one caller that removed it."""
+        with _redis_errors(f"marking build {build_id} dispatched"):
+            return bool(self._redis.zrem(self._key("outbox"), build_id))
+
+    def owe_dispatch(self, build_id: str, due: float) -> None:
+        """Put ``build_id`` (back) in the outbox, due at ``due``."""
+        with _redis_errors(f"queueing build {build_id} for dispatch"):
+            self._redis.zadd(self._key("outbox"), {build_id: due})
+
+    def link_retry(self, old_id: str, new_id: str, batch_id: str | None) -> None:
+        """Note that ``new_id`` retries ``old_id``, and put it in the old one's batch place."""
+        with _redis_errors(f"linking retry {new_id} of build {old_id}"):
+            self._retried(
+                keys=[self._build_key(old_id), self._key("batch", batch_id or "-")],
+                args=[old_id, new_id],
+            )
 
     def list(
         self, *, batch_id: str | None = None, state: BuildState | None = None
@@ -464,6 +422,7 @@ class Records:
             outcome=outcome,
             reason=fields.get("reason", ""),
             heartbeat_at=_time(fields.get("heartbeat_at", ""), what),
+            retried_as=fields.get("retried_as", ""),
         )
 
     # -- batches ------------------------------------------------------------------------

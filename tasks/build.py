@@ -29,6 +29,7 @@ from celery import Celery, Task
 from executor.errors import ExecutorError
 from farm.config import Settings
 from farm.contexts import fetch_context
+from farm.dispatch import Dispatcher
 from farm.metrics import FarmMetrics
 from farm.records import TERMINAL, BuildRecord, BuildState, Records
 from farm.spec import BUILD_TASK, BuildOutcome, BuildRequest, SpecError
@@ -56,31 +57,24 @@ def worker_name() -> str:
 def register(app: Celery, settings: Settings) -> None:
     metrics = FarmMetrics()
     app.farm_metrics = metrics
+    records = Records.from_url(settings.redis_url)
+    dispatcher = Dispatcher(settings, records, app)
 
     @app.task(name=BUILD_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def build(task: Task, payload: Any) -> dict[str, Any] | None:
-        job = BuildJob(settings, Records.from_url(settings.redis_url), metrics, app)
-        return job.handle(task, payload)
-
-
-def queue_dependents(records: Records, app: Celery, settings: Settings, build_id: str) -> None:
-    """``build_id`` ended: queue again the dependents still waiting for it."""
-    for dependent in records.dependents(build_id):
-        record = records.get(dependent)
-        if record is not None and record.state == BuildState.QUEUED:
-            app.send_task(BUILD_TASK, args=[record.request.to_json()], queue=settings.queue)
+        return BuildJob(settings, records, metrics, dispatcher).handle(task, payload)
 
 
 class BuildJob:
     """One delivery of one build request."""
 
     def __init__(
-        self, settings: Settings, records: Records, metrics: FarmMetrics, app: Celery
+        self, settings: Settings, records: Records, metrics: FarmMetrics, dispatcher: Dispatcher
     ) -> None:
         self.settings = settings
         self.records = records
         self.metrics = metrics
-        self.app = app
+        self.dispatcher = dispatcher
         self.worker = worker_name()
 
     def handle(self, task: Task, payload: Any) -> dict[str, Any] | None:
@@ -260,16 +254,20 @@ class BuildJob:
     ) -> None:
         """A temporary failure goes back to the queue; a permanent one ends the build."""
         if temporary and record.attempts < MAX_ATTEMPTS:
+            delay = backoff_seconds(record.attempts)
             requeued = self.records.transition(
                 request.build_id,
                 BuildState.QUEUED,
                 expect={BuildState.WORKING},
                 reason=reason,
                 holder=self.worker,
+                due=time.time() + delay,  # the outbox has it should the retry not be sent
             )
             if requeued is not None:
                 self.metrics.retries.inc()
-                raise task.retry(countdown=backoff_seconds(record.attempts), max_retries=None)
+                retry = task.retry(countdown=delay, max_retries=None, throw=False)
+                self.records.dispatched(request.build_id)
+                raise retry
             return
         if temporary:
             reason = f"gave up after {record.attempts} attempts: {reason}"
@@ -294,7 +292,7 @@ class BuildJob:
         if ended is None:
             return  # someone else ended it, or took it over: not ours to count
         self.metrics.builds_finished.labels(state.value.lower()).inc()
-        queue_dependents(self.records, self.app, self.settings, request.build_id)
+        self.dispatcher.publish_dependents(request.build_id)
         if state in _FAILED and request.batch_id:
             self._fail_fast(request, state)
 

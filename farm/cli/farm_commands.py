@@ -73,10 +73,11 @@ def run_worker(args: argparse.Namespace) -> int:
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
     start_http_server(port, addr=args.metrics_addr, registry=app.farm_metrics.registry)
     name = args.name or f"farm-{os.getpid()}@%h"
+    from farm.dispatch import Dispatcher
     from farm.records import Records
     from tasks.reaper import Reaper
 
-    Reaper(Records.from_url(settings.redis_url), app, settings).start()
+    Reaper(Dispatcher(settings, Records.from_url(settings.redis_url), app)).start()
     # The solo pool runs the build task in this process, so /metrics sees it; the
     # build itself runs in a child the task can kill. SIGTERM lets it finish first.
     app.worker_main(
@@ -176,7 +177,17 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 def run_retry(args: argparse.Namespace) -> int:
-    print(_client().retry(args.build_id))
+    client = _client()
+    if client.records.batch(args.build_id) is not None:
+        retried = client.retry_batch(args.build_id)
+        if args.json:
+            print(json.dumps(retried))
+        for old, new in retried.items():
+            if not args.json:
+                print(f"{old}  retried as {new}")
+        return 0
+    new = client.retry(args.build_id)
+    print(json.dumps({args.build_id: new}) if args.json else new)
     return 0
 
 

@@ -60,7 +60,7 @@ def add_parser(commands: Any) -> None:
         ("status", "run_status", "show a build's record"),
         ("wait", "run_wait", "wait for a build (or batch) to end; exit 0 only on success"),
         ("cancel", "run_cancel", "cancel a build or a batch: queued never starts, running stops"),
-        ("retry", "run_retry", "submit a build again as a new build"),
+        ("retry", "run_retry", "submit an ended build (or a batch's unsuccessful ones) again"),
     ):
         p = commands.add_parser(name, help=help_text)
         p.add_argument("build_id", metavar="ID")

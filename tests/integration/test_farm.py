@@ -112,10 +112,9 @@ def test_builds_succeed_fail_and_are_counted(
 def test_malformed_request_is_rejected_and_the_worker_keeps_serving(
     farm: Farm, busybox_image: PushedImage, tmp_path: Path
 ) -> None:
-    from tasks.app import create_app
+    from farm.dispatch import celery_app
 
-    app = create_app(farm.settings)
-    app.send_task(
+    celery_app(farm.settings).send_task(
         "farm.build", args=[{"version": 1, "build_id": "x", "nonsense": True}], queue="builds"
     )
     ctx = write_context(tmp_path / "ctx", f"FROM {busybox_image.reference}\nRUN true\n")
@@ -248,8 +247,8 @@ def test_a_hostile_context_fails_the_build_with_the_reason(farm: Farm, tmp_path:
 
     from executor.oci.digest import Digest
     from farm.contexts import context_key
+    from farm.dispatch import Dispatcher
     from farm.spec import BuildRequest
-    from tasks.app import create_app
 
     archive = tmp_path / "hostile.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -261,7 +260,7 @@ def test_a_hostile_context_fails_the_build_with_the_reason(farm: Farm, tmp_path:
     farm.client.store.put_file(context_key(digest), archive)
     request = BuildRequest(build_id="hostile-0001", context_digest=digest, submitted_at=time.time())
     farm.client.records.create(request)
-    create_app(farm.settings).send_task("farm.build", args=[request.to_json()], queue="builds")
+    Dispatcher(farm.settings, farm.client.records).publish(request)
     record = farm.client.wait("hostile-0001", timeout=60)
     assert record.state is BuildState.FAILURE
     assert "fetching the context" in record.reason and "../../escaped" in record.reason
@@ -292,3 +291,75 @@ def test_sigterm_finishes_the_build_retry_links_logs_kept(
     assert again != build_id
     assert farm.client.get(again).request.retry_of == build_id
     assert farm.client.wait(again, timeout=120).state is BuildState.SUCCESS
+
+
+def test_a_build_whose_message_was_never_sent_is_published_by_a_reaper(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    """A producer that recorded a build and died before publishing its message."""
+    from farm.contexts import pack_context, upload_context
+    from farm.spec import BuildRequest
+
+    ctx = write_context(tmp_path / "ctx", f"FROM {busybox_image.reference}\nRUN echo orphan\n")
+    packed = pack_context(ctx, dockerfile="Dockerfile", dest_dir=tmp_path)
+    upload_context(farm.client.store, packed)
+    request = BuildRequest(
+        build_id="orphan-0001",
+        context_digest=packed.digest,
+        no_push=True,
+        submitted_at=time.time(),
+    )
+    recorded_at = time.monotonic()
+    farm.client.records.create(request)  # and no message
+    record = farm.client.wait("orphan-0001", timeout=120)
+    assert record.state is BuildState.SUCCESS, record.reason
+    assert record.attempts == 1
+    # Published once FARM_WORKER_LOST_SECONDS (4) overdue, by a reaper that looks every
+    # FARM_HEARTBEAT_SECONDS (1); then the build itself.
+    assert record.started_at is not None
+    assert 4 <= record.started_at - record.created_at < 30
+    assert time.monotonic() - recorded_at < 90
+
+
+def test_retrying_a_batch_rebuilds_the_failed_chain(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    """A base image missing at first: the build FROM it fails, its dependent is cancelled;
+    once the image exists, `retry` of the batch rebuilds both, in order, in the batch."""
+    from farm.spec import parse_batch_file
+
+    host = busybox_image.registry.host
+    missing = f"{host}/later/base:1"
+    write_context(tmp_path / "base", f"FROM {missing}\nRUN echo base > /base\n")
+    write_context(tmp_path / "app", f"FROM {host}/later/app-base:1\nRUN cat /base\n")
+    write_context(tmp_path / "other", f"FROM {busybox_image.reference}\nRUN true\n")
+    builds = [
+        {"name": "base", "context": "base", "destinations": [f"{host}/later/app-base:1"]},
+        {"name": "app", "context": "app", "depends_on": ["base"]},
+        {"name": "other", "context": "other"},
+    ]
+    items = parse_batch_file(json.dumps({"builds": builds}), base_dir=tmp_path)
+    batch_id, ids = farm.client.submit_batch(items)
+    first = {name: farm.client.wait(build_id, timeout=120) for name, build_id in ids.items()}
+    assert first["base"].state is BuildState.FAILURE, first["base"].reason
+    assert first["app"].state is BuildState.CANCELLED
+    assert first["other"].state is BuildState.SUCCESS
+    subprocess.run(
+        ["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+         f"docker://{busybox_image.reference}", f"docker://{missing}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    retried = farm.client.retry_batch(batch_id)
+    assert sorted(retried) == sorted([ids["base"], ids["app"]])
+    new_base, new_app = retried[ids["base"]], retried[ids["app"]]
+    assert farm.client.get(new_app).request.depends_on == (new_base,)
+    assert farm.client.get(ids["base"]).retried_as == new_base
+    after = {build_id: farm.client.wait(build_id, timeout=120) for build_id in retried.values()}
+    assert all(r.state is BuildState.SUCCESS for r in after.values()), {
+        i: (r.state, r.reason) for i, r in after.items()
+    }
+    assert after[new_app].started_at is not None and after[new_base].finished_at is not None
+    assert after[new_app].started_at >= after[new_base].finished_at
+    listed = farm.client.records.batch(batch_id)
+    assert listed is not None and sorted(listed[0]) == sorted([new_base, new_app, ids["other"]])
+    assert farm.client.records.batch_counts(batch_id)[BuildState.SUCCESS] == 3

@@ -369,3 +369,72 @@ def test_only_the_holder_ends_and_only_stale_builds_are_taken(
         stale_before=clock.now - 30,
     )
     assert taken is not None and taken.worker == "rescuer" and taken.attempts == 2
+
+
+def test_the_outbox_holds_builds_until_their_message_is_published(
+    records: Records, clock: FakeClock
+) -> None:
+    records.create(request("new-00001"))
+    assert records.overdue(30) == []  # just created: its publisher has time
+    clock.now += 31
+    assert records.overdue(30) == ["new-00001"]
+    assert records.dispatched("new-00001") is True
+    assert records.dispatched("new-00001") is False  # taken once, by one caller
+    assert records.overdue(30) == []
+    # Back to QUEUED after a temporary failure: owed again, due after the backoff.
+    start(records, "new-00001")
+    due = clock.now + 100
+    records.transition("new-00001", BuildState.QUEUED, expect={BuildState.WORKING}, due=due)
+    clock.now = due + 29
+    assert records.overdue(30) == []
+    clock.now = due + 31
+    assert records.overdue(30) == ["new-00001"]
+    # Ending takes it out.
+    records.transition("new-00001", BuildState.CANCELLED, expect={BuildState.QUEUED})
+    assert records.overdue(0) == []
+
+
+def test_an_ending_build_owes_its_waiting_dependents_a_message(
+    records: Records, clock: FakeClock
+) -> None:
+    records.create(request("dep-00002"))
+    for child in ("child-00002", "done-00002"):
+        records.create(
+            BuildRequest(
+                build_id=child, context_digest=Digest.of(b"ctx"), depends_on=("dep-00002",)
+            )
+        )
+        records.dispatched(child)
+    records.dispatched("dep-00002")
+    records.transition("done-00002", BuildState.CANCELLED, expect={BuildState.QUEUED})
+    start(records, "dep-00002")
+    clock.now += 5
+    records.transition(
+        "dep-00002",
+        BuildState.SUCCESS,
+        expect={BuildState.WORKING},
+        outcome=BuildOutcome(
+            build_id="dep-00002", state="SUCCESS", digest=Digest.of(b"m"), worker="w1"
+        ),
+    )
+    clock.now += 31
+    # The QUEUED dependent is owed a message; the one that already ended is not.
+    assert records.overdue(30) == ["child-00002"]
+
+
+def test_a_retry_takes_its_place_in_the_batch(records: Records) -> None:
+    ids = ["aa-00003", "bb-00003"]
+    for build_id in ids:
+        records.create(request(build_id, batch_id="batch-003"))
+    records.create_batch("batch-003", ids, fail_fast=False)
+    records.create(request("a2-00003", batch_id="batch-003"))
+    records.link_retry("aa-00003", "a2-00003", "batch-003")
+    assert records.batch("batch-003") == (["a2-00003", "bb-00003"], False)
+    old = records.get("aa-00003")
+    assert old is not None and old.retried_as == "a2-00003"
+    # A build in no batch is linked all the same.
+    records.create(request("solo-00003"))
+    records.create(request("solo2-00003"))
+    records.link_retry("solo-00003", "solo2-00003", None)
+    solo = records.get("solo-00003")
+    assert solo is not None and solo.retried_as == "solo2-00003"

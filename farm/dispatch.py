@@ -1,0 +1,120 @@
+"""Publishing build messages: the producer's Celery app and the outbox that makes sure
+every QUEUED build has a message on the queue.
+
+Every way a build becomes QUEUED (submitted, retried after a temporary failure,
+requeued after its worker was lost, or waiting for dependencies that just ended) puts
+it in the records' outbox in the same Redis step that changes its state. The
+publisher takes it out once the message is on the queue. A publisher that dies or
+fails between the two leaves the build in the outbox, and a worker's reaper
+publishes it once it is ``grace`` seconds overdue. A message published twice is
+harmless: a worker claims a build atomically, and a second delivery finds it taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import Celery
+
+from executor.errors import ExecutorError
+from farm.config import Settings
+from farm.records import BuildState, Records
+from farm.spec import BUILD_TASK, BuildRequest
+
+log = logging.getLogger("farm.dispatch")
+
+
+def celery_app(settings: Settings) -> Celery:
+    """A Celery app with the farm's delivery settings and no tasks registered.
+
+    Delivery guarantees: a build is acknowledged only after it ends (acks_late), and
+    given back to the queue if its worker dies (reject_on_worker_lost); a worker takes
+    one build at a time and reserves no others (prefetch 1). Redis redelivers an
+    unacknowledged build after ``visibility_timeout``, which is longer than the hard
+    limit, which is longer than the soft limit, which is longer than the executor's
+    own timeout (Settings checks the order), so a slow build is never delivered twice.
+    """
+    app = Celery("farm", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,  # outcomes live in the farm's own records
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        task_default_queue=settings.queue,
+        task_create_missing_queues=True,
+        task_soft_time_limit=settings.soft_time_limit_seconds,
+        task_time_limit=settings.hard_time_limit_seconds,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app
+
+
+class DispatchError(ExecutorError):
+    """The broker did not take a build's message (the outbox keeps the build)."""
+
+    temporary = True
+
+
+class Dispatcher:
+    """Publishes build messages and settles the outbox."""
+
+    def __init__(self, settings: Settings, records: Records, app: Celery | None = None) -> None:
+        self.settings = settings
+        self.records = records
+        self.app = app if app is not None else celery_app(settings)
+
+    def publish(self, request: BuildRequest) -> None:
+        """Put ``request`` on the queue, then take it out of the outbox."""
+        self._send(request)
+        self.records.dispatched(request.build_id)
+
+    def _send(self, request: BuildRequest) -> None:
+        try:
+            self.app.send_task(
+                BUILD_TASK,
+                args=[request.to_json()],
+                queue=self.settings.queue,
+                task_id=f"{request.build_id}-{time.time_ns():x}",
+            )
+        except Exception as exc:  # kombu raises many types; the outbox has the build
+            raise DispatchError(f"publishing build {request.build_id}: {exc}") from exc
+
+    def publish_dependents(self, build_id: str) -> list[str]:
+        """``build_id`` ended: publish the dependents still waiting for it."""
+        published = []
+        for dependent in self.records.dependents(build_id):
+            record = self.records.get(dependent)
+            if record is not None and record.state == BuildState.QUEUED:
+                self.publish(record.request)
+                published.append(dependent)
+        return published
+
+    def publish_overdue(self) -> list[str]:
+        """Publish every outbox entry overdue by ``worker_lost_seconds``; return their ids.
+
+        Taking an entry is atomic, so of several reapers only one publishes it; one
+        that fails to publish puts the entry back, due now.
+        """
+        published = []
+        for build_id in self.records.overdue(self.settings.worker_lost_seconds):
+            if not self.records.dispatched(build_id):
+                continue  # another reaper or the publisher took it
+            record = self.records.get(build_id)
+            if record is None or record.state != BuildState.QUEUED:
+                continue
+            try:
+                self._send(record.request)
+            except DispatchError:
+                self.records.owe_dispatch(build_id, time.time())
+                raise
+            log.warning("build %s had no message on the queue; published it", build_id)
+            published.append(build_id)
+        return published
