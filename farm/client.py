@@ -21,11 +21,12 @@ from executor.errors import ExecutorError
 from executor.oci.manifest import Platform
 from executor.oci.reference import ImageReference
 from executor.storage import ObjectStore
+from farm.batchfile import BatchItem
 from farm.config import Settings
 from farm.contexts import pack_context, upload_context
 from farm.dispatch import Dispatcher
 from farm.records import TERMINAL, BuildRecord, BuildState, Records
-from farm.spec import BatchItem, BuildRequest
+from farm.spec import BuildRequest
 
 __all__ = ["FarmClient", "WaitTimeoutError"]
 
@@ -77,8 +78,13 @@ class FarmClient:
         depends_on: Sequence[str] = (),
         build_id: str | None = None,
         retry_of: str | None = None,
+        secrets: Sequence[str] = (),
     ) -> str:
-        """Pack and upload ``context`` (if the store lacks it), record and enqueue one build."""
+        """Pack and upload ``context`` (if the store lacks it), record and enqueue one build.
+
+        ``secrets`` are ids of secrets the workers provide (FARM_SECRETS_DIR/<id>) for
+        ``RUN --mount=type=secret,id=<id>``; their values never leave the workers.
+        """
         request = self._prepare(
             context,
             destinations=destinations,
@@ -92,6 +98,7 @@ class FarmClient:
             depends_on=depends_on,
             build_id=build_id,
             retry_of=retry_of,
+            secrets=secrets,
         )
         self._enqueue(request)
         return request.build_id
@@ -111,6 +118,7 @@ class FarmClient:
         depends_on: Sequence[str],
         build_id: str | None,
         retry_of: str | None,
+        secrets: Sequence[str] = (),
     ) -> BuildRequest:
         """Pack and upload the context; the request, not yet recorded or queued."""
         with TemporaryDirectory(prefix="farm-pack-") as tmp:
@@ -130,6 +138,7 @@ class FarmClient:
             depends_on=tuple(depends_on),
             retry_of=retry_of,
             submitted_at=time.time(),
+            secrets=tuple(secrets),
         )
 
     def _enqueue(self, request: BuildRequest) -> None:
@@ -154,7 +163,7 @@ class FarmClient:
                 destinations=[str(r) for r in item.destinations],
                 dockerfile=item.dockerfile,
                 build_args=item.build_args,
-                labels=None,
+                labels=item.labels,
                 target=item.target,
                 platform=None,
                 no_push=False,
@@ -162,6 +171,7 @@ class FarmClient:
                 depends_on=[ids[name] for name in item.depends_on],
                 build_id=ids[item.name],
                 retry_of=None,
+                secrets=item.secrets,
             )
             for item in items
         ]

@@ -84,6 +84,9 @@ class Settings:
     heartbeat_seconds: int = 5
     # Six missed heartbeats: a busy pod may miss one or two without being lost.
     worker_lost_seconds: int = 30
+    # Secrets the workers provide to builds by id (a file per id, e.g. a mounted
+    # Kubernetes Secret); requests name ids, never values.
+    secrets_dir: Path | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -193,6 +196,10 @@ def _parse_path(raw: object, label: str) -> Path:
     return path
 
 
+def _parse_optional_path(raw: object, label: str) -> Path | None:
+    return None if raw in ("", None) else _parse_path(raw, label)
+
+
 _Parser = Callable[[object, str], object]
 _PARSERS_BY_TYPE: dict[str, _Parser] = {
     "str": _parse_str,
@@ -200,6 +207,7 @@ _PARSERS_BY_TYPE: dict[str, _Parser] = {
     "bool": _parse_bool,
     "int": _parse_seconds,
     "Path": _parse_path,
+    "Path | None": _parse_optional_path,
     "tuple[str, ...]": _parse_tuple,
 }
 # Every field's parser, chosen by its annotation (a string under `from __future__`).

@@ -16,16 +16,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
-
-import yaml
 
 from executor.errors import ExecutorError
 from executor.oci.digest import Digest
@@ -33,13 +28,11 @@ from executor.oci.manifest import Platform
 from executor.oci.reference import ImageReference
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_exported_members.py checks
-    "BatchItem",
     "BuildOutcome",
     "BuildRequest",
     "OUTCOME_STATES",
     "SCHEMA_VERSION",
     "SpecError",
-    "parse_batch_file",
 ]
 
 SCHEMA_VERSION = 1
@@ -51,7 +44,8 @@ OUTCOME_STATES = frozenset(
 )
 
 _BUILD_ID = re.compile(r"^[a-z0-9-]{8,64}$")
-_ITEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Batch item names and secret ids: short, plain, safe as file names.
+ITEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Build args and labels are small strings; a cap keeps one request from bloating Redis.
 _MAX_MAP_ENTRIES = 1000
 
@@ -72,10 +66,15 @@ def _check_build_id(text: str, where: str) -> None:
         raise SpecError(f"{where}: invalid build id {text!r}: want 8-64 of [a-z0-9-]")
 
 
-def _check_dockerfile(text: str, where: str) -> None:
+def check_dockerfile(text: str, where: str) -> None:
     parts = text.split("/")
     if not text or text.startswith("/") or ".." in parts or "\x00" in text:
         raise SpecError(f"{where}: invalid Dockerfile path {text!r}: want a relative path, no '..'")
+
+
+def check_secret_id(text: str, where: str) -> None:
+    if not ITEM_NAME.match(text):
+        raise SpecError(f"{where}: invalid secret id {text!r}: want 1-64 of [A-Za-z0-9._-]")
 
 
 def _check_string_map(value: Mapping[str, str], where: str) -> Mapping[str, str]:
@@ -97,7 +96,7 @@ def _platform_text(platform: Platform) -> str:
 # -- reading JSON objects key by key -----------------------------------------------------
 
 
-class _Reader:
+class Reader:
     """Reads one JSON object, naming ``what`` and the key in every error."""
 
     def __init__(self, obj: Any, what: str, allowed: frozenset[str]) -> None:
@@ -198,6 +197,7 @@ _REQUEST_KEYS = frozenset(
         "depends_on",
         "retry_of",
         "submitted_at",
+        "secrets",
     }
 )
 
@@ -219,10 +219,13 @@ class BuildRequest:
     depends_on: tuple[str, ...] = ()
     retry_of: str | None = None
     submitted_at: float = 0.0  # unix seconds
+    # Ids of secrets the workers provide (FARM_SECRETS_DIR/<id>), for RUN --mount=type=secret;
+    # the values never travel on the queue.
+    secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_build_id(self.build_id, f"{_REQUEST}: 'build_id'")
-        _check_dockerfile(self.dockerfile, f"{_REQUEST}: 'dockerfile'")
+        check_dockerfile(self.dockerfile, f"{_REQUEST}: 'dockerfile'")
         # Frozen means frozen: callers cannot change the maps after validation.
         object.__setattr__(
             self, "build_args", _check_string_map(self.build_args, f"{_REQUEST}: 'build_args'")
@@ -240,6 +243,8 @@ class BuildRequest:
             _check_build_id(self.retry_of, f"{_REQUEST}: 'retry_of'")
         if self.submitted_at < 0 or not math.isfinite(self.submitted_at):
             raise SpecError(f"{_REQUEST}: 'submitted_at': want a non-negative unix time")
+        for index, secret_id in enumerate(self.secrets):
+            check_secret_id(secret_id, f"{_REQUEST}: 'secrets'[{index}]")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -257,6 +262,7 @@ class BuildRequest:
             "depends_on": list(self.depends_on),
             "retry_of": self.retry_of,
             "submitted_at": self.submitted_at,
+            "secrets": list(self.secrets),
         }
 
     def dumps(self) -> str:
@@ -266,7 +272,7 @@ class BuildRequest:
     @classmethod
     def from_json(cls, obj: Any) -> BuildRequest:
         """Parse and check a request; raise SpecError naming the first bad key."""
-        read = _Reader(obj, _REQUEST, _REQUEST_KEYS)
+        read = Reader(obj, _REQUEST, _REQUEST_KEYS)
         read.version()
         digest = read.parsed("context_digest", Digest.parse, required=True)
         assert digest is not None
@@ -286,6 +292,7 @@ class BuildRequest:
             depends_on=tuple(read.str_list("depends_on")),
             retry_of=read.optional_str("retry_of"),
             submitted_at=read.get("submitted_at", float, 0.0),
+            secrets=tuple(read.str_list("secrets")),
         )
 
 
@@ -361,7 +368,7 @@ class BuildOutcome:
     @classmethod
     def from_json(cls, obj: Any) -> BuildOutcome:
         """Parse and check an outcome; raise SpecError naming the first bad key."""
-        read = _Reader(obj, _OUTCOME, _OUTCOME_KEYS)
+        read = Reader(obj, _OUTCOME, _OUTCOME_KEYS)
         read.version()
         timings = read.get("timings", dict, {})
         for phase, seconds in timings.items():
@@ -377,105 +384,3 @@ class BuildOutcome:
             layers=read.get("layers", int, 0),
             worker=read.get("worker", str, ""),
         )
-
-
-# -- batch files -------------------------------------------------------------------------
-
-_BATCH = "batch file"
-_BATCH_KEYS = frozenset({"version", "builds"})
-_ITEM_KEYS = frozenset(
-    {"name", "context", "dockerfile", "destinations", "build_args", "target", "depends_on"}
-)
-
-
-@dataclass(frozen=True)
-class BatchItem:
-    """One build of a batch file, before its context is packed (for the producer)."""
-
-    name: str
-    context: str  # a directory path, made absolute against the batch file's directory
-    dockerfile: str = "Dockerfile"
-    destinations: tuple[ImageReference, ...] = ()
-    build_args: Mapping[str, str] = field(default_factory=dict)
-    target: str | None = None
-    depends_on: tuple[str, ...] = ()  # names of other items in the same file
-
-
-def _parse_item(obj: Any, index: int, base_dir: Path) -> BatchItem:
-    what = f"{_BATCH}: 'builds'[{index}]"
-    if isinstance(obj, dict) and isinstance(obj.get("name"), str):
-        what = f"{_BATCH}: build {obj['name']!r}"
-    read = _Reader(obj, what, _ITEM_KEYS)
-    name = read.get("name", str, required=True)
-    if not _ITEM_NAME.match(name):
-        raise read.fail("name", f"invalid name {name!r}: want 1-64 of [A-Za-z0-9._-]")
-    context = read.get("context", str, required=True)
-    if not context:
-        raise read.fail("context", "empty path")
-    dockerfile = read.get("dockerfile", str, "Dockerfile")
-    _check_dockerfile(dockerfile, read.where("dockerfile"))
-    target = read.optional_str("target")
-    if target == "":
-        raise read.fail("target", "empty stage name")
-    return BatchItem(
-        name=name,
-        context=os.path.normpath(base_dir / context),
-        dockerfile=posixpath.normpath(dockerfile),
-        destinations=read.parsed_list("destinations", ImageReference.parse),
-        build_args=read.str_map("build_args"),
-        target=target,
-        depends_on=tuple(read.str_list("depends_on")),
-    )
-
-
-def _check_graph(items: tuple[BatchItem, ...]) -> None:
-    """Refuse duplicate names, unknown dependencies and cycles."""
-    by_name: dict[str, BatchItem] = {}
-    for item in items:
-        if item.name in by_name:
-            raise SpecError(f"{_BATCH}: build {item.name!r}: 'name': defined twice")
-        by_name[item.name] = item
-    for item in items:
-        for dep in item.depends_on:
-            if dep not in by_name:
-                raise SpecError(
-                    f"{_BATCH}: build {item.name!r}: 'depends_on': no build named {dep!r}"
-                )
-    # Depth-first search with colours; the path in the message shows the cycle.
-    done: set[str] = set()
-    path: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in done:
-            return
-        if name in path:
-            cycle = [*path[path.index(name) :], name]
-            raise SpecError(f"{_BATCH}: build {name!r}: 'depends_on': cycle {' -> '.join(cycle)}")
-        path.append(name)
-        for dep in by_name[name].depends_on:
-            visit(dep)
-        path.pop()
-        done.add(name)
-
-    for item in items:
-        visit(item.name)
-
-
-def parse_batch_file(text: str, *, base_dir: Path) -> tuple[BatchItem, ...]:
-    """Parse a YAML (or JSON) batch file into its items, in file order.
-
-    Context paths are taken relative to ``base_dir`` (the file's directory).
-    """
-    try:
-        obj = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{_BATCH}: not valid YAML: {exc}") from exc
-    read = _Reader(obj, _BATCH, _BATCH_KEYS)
-    if "version" in read.obj:
-        read.version()
-    builds = read.get("builds", list, required=True)
-    if not builds:
-        raise read.fail("builds", "no builds")
-    items = tuple(_parse_item(item, index, base_dir) for index, item in enumerate(builds))
-    _check_graph(items)
-    return items

@@ -13,6 +13,7 @@ unexpected after the claim ends as INTERNAL_ERROR rather than leaving it WORKING
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -26,7 +27,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from executor.errors import ExecutorError
+from executor.errors import BuildInputError, ExecutorError
 from farm.config import Settings
 from farm.contexts import fetch_context
 from farm.dispatch import Dispatcher
@@ -191,8 +192,13 @@ class BuildJob:
             except ExecutorError as exc:
                 self._failed(task, request, record, exc.temporary, f"fetching the context: {exc}")
                 return None
+            try:
+                argv = self._argv(request, context, workspace)
+            except ExecutorError as exc:
+                self._failed(task, request, record, exc.temporary, str(exc))
+                return None
             result = run_child(
-                self._argv(request, context, workspace),
+                argv,
                 outcome_file=workspace / "outcome.json",
                 env=self._env(request),
                 timeout=self.settings.build_timeout_seconds,
@@ -327,30 +333,52 @@ class BuildJob:
                 log.warning("heartbeat for %s: %s", build_id, exc)
 
     def _argv(self, request: BuildRequest, context: Path, workspace: Path) -> list[str]:
+        # Build args and labels go in a file, not on the command line, where every
+        # user of the machine could read them in ps.
+        args_file = workspace / "args.json"
+        fd = os.open(args_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"build_args": dict(request.build_args), "labels": dict(request.labels)}, out)
         argv = [
             sys.executable, "-m", "farm", "build",
             "--context", str(context), "--dockerfile", request.dockerfile,
             "--workspace", str(workspace / "build"),
             "--outcome-file", str(workspace / "outcome.json"),
+            "--args-file", str(args_file),
             "--die-with-parent", str(os.getpid()),
         ]  # fmt: skip
         for destination in request.destinations:
             argv += ["--destination", str(destination)]
         if request.no_push or not request.destinations:
             argv.append("--no-push")
-        for key, value in request.build_args.items():
-            argv += ["--build-arg", f"{key}={value}"]
-        for key, value in request.labels.items():
-            argv += ["--label", f"{key}={value}"]
         if request.target:
             argv += ["--target", request.target]
         if request.platform is not None:
             argv += ["--custom-platform", str(request.platform)]
+        for secret_id, path in self._secrets(request).items():
+            argv += ["--secret", f"id={secret_id},src={path}"]
         for host in self.settings.insecure_registries:
             argv += ["--insecure-registry", host]
         for mirror in self.settings.registry_mirrors:
             argv += ["--registry-mirror", mirror]
         return argv
+
+    def _secrets(self, request: BuildRequest) -> dict[str, Path]:
+        """The files of the secrets ``request`` names; a missing one fails the build."""
+        found = {}
+        for secret_id in request.secrets:
+            if self.settings.secrets_dir is None:
+                raise BuildInputError(
+                    f"secret {secret_id!r}: this farm provides no secrets (FARM_SECRETS_DIR unset)"
+                )
+            path = self.settings.secrets_dir / secret_id
+            if not path.is_file():
+                raise BuildInputError(
+                    f"secret {secret_id!r}: not among the farm's secrets "
+                    f"({self.settings.secrets_dir} has no such file)"
+                )
+            found[secret_id] = path
+        return found
 
     def _env(self, request: BuildRequest) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}

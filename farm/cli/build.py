@@ -67,6 +67,8 @@ def add_parser(commands: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
     # For the farm's worker: how the build ended, as JSON (error class, temporary flag).
     p.add_argument("--outcome-file", type=Path, help=argparse.SUPPRESS)
+    # For the farm's worker: build args and labels as JSON, kept out of the command line.
+    p.add_argument("--args-file", type=Path, help=argparse.SUPPRESS)
     # For the farm's worker: die with it (PR_SET_PDEATHSIG) if it is killed outright.
     p.add_argument("--die-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     add_registry_flags(p)
@@ -108,6 +110,23 @@ def _secrets(values: list[str]) -> dict[str, Path]:
     return out
 
 
+def _args_file(path: Path) -> dict[str, dict[str, str]]:
+    """``{"build_args": {...}, "labels": {...}}``, each a map of strings."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BuildInputError(f"--args-file {path}: {exc}") from exc
+    out: dict[str, dict[str, str]] = {}
+    for key in ("build_args", "labels"):
+        value = obj.get(key, {}) if isinstance(obj, dict) else None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise BuildInputError(f"--args-file {path}: {key!r}: want a map of strings")
+        out[key] = value
+    return out
+
+
 def _check_output_paths(args: argparse.Namespace) -> None:
     """Fail before building, not after pushing, when an output file cannot be written."""
     for flag in (
@@ -131,6 +150,12 @@ def run_build(args: argparse.Namespace) -> int:
         if os.getppid() != args.die_with_parent:
             raise BuildInputError("the worker that started this build is gone")
     _check_output_paths(args)
+    build_args = _pairs(args.build_arg, "--build-arg", from_env=True)
+    labels = _pairs(args.label, "--label")
+    if args.args_file is not None:
+        from_file = _args_file(args.args_file)
+        build_args.update(from_file["build_args"])
+        labels.update(from_file["labels"])
     destinations = tuple(ImageReference.parse(d) for d in args.destination)
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="farm-build-"))
     options = BuildOptions(
@@ -143,9 +168,9 @@ def run_build(args: argparse.Namespace) -> int:
         oci_layout_path=args.oci_layout_path,
         digest_file=args.digest_file,
         image_name_with_digest_file=args.image_name_with_digest_file,
-        build_args=_pairs(args.build_arg, "--build-arg", from_env=True),
+        build_args=build_args,
         target=args.target,
-        labels=_pairs(args.label, "--label"),
+        labels=labels,
         platform=args.custom_platform,
         reproducible=args.reproducible,
         source_date_epoch=_epoch_from_env(),

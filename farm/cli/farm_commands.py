@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from executor.errors import BuildInputError
 from farm import local
 from farm.cli.build import _pairs
 from farm.client import FarmClient, WaitTimeoutError
@@ -90,7 +91,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_submit(args: argparse.Namespace) -> int:
     client = _client()
     if args.batch is not None:
-        from farm.spec import parse_batch_file
+        from farm.batchfile import parse_batch_file
 
         items = parse_batch_file(args.batch.read_text(), base_dir=args.batch.parent)
         batch_id, ids = client.submit_batch(items, fail_fast=args.fail_fast)
@@ -103,6 +104,8 @@ def run_submit(args: argparse.Namespace) -> int:
             record = client.get(build_id)
             print(f"{name}: {record.state.value} {record.reason}".rstrip(), file=sys.stderr)
         return _FAILED if failed else 0
+    if (args.digest_file or args.image_name_with_digest_file) and not args.wait:
+        raise BuildInputError("--digest-file and --image-name-with-digest-file need --wait")
     build_id = client.submit(
         args.context,
         destinations=args.destination,
@@ -112,13 +115,41 @@ def run_submit(args: argparse.Namespace) -> int:
         target=args.target,
         platform=args.custom_platform,
         no_push=args.no_push,
+        secrets=[_secret_id(value) for value in args.secret],
     )
     if not args.wait:
         print(build_id)
         return 0
     record = client.wait(build_id)
     _show(record, args.json)
-    return 0 if record.state is BuildState.SUCCESS else _FAILED
+    if record.state is not BuildState.SUCCESS:
+        return _FAILED
+    _write_digest_files(args, record)
+    return 0
+
+
+def _secret_id(value: str) -> str:
+    """``ID`` or ``id=ID``; a source file is refused: secrets stay on the workers."""
+    if "=" not in value:
+        return value
+    fields = dict(part.partition("=")[::2] for part in value.split(","))
+    if set(fields) != {"id"}:
+        raise BuildInputError(
+            f"--secret {value!r}: give only the id; the farm's workers provide the value "
+            "(FARM_SECRETS_DIR/ID), it is never sent with the build"
+        )
+    return fields["id"]
+
+
+def _write_digest_files(args: argparse.Namespace, record: BuildRecord) -> None:
+    if record.outcome is None or record.outcome.digest is None:
+        return
+    if args.digest_file:
+        args.digest_file.write_text(str(record.outcome.digest))
+    if args.image_name_with_digest_file:
+        args.image_name_with_digest_file.write_text(
+            "".join(f"{ref}\n" for ref in record.outcome.pushed)
+        )
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -48,6 +48,17 @@ def add_parser(commands: Any) -> None:
     submit.add_argument("--target")
     submit.add_argument("--custom-platform", metavar="OS/ARCH[/VARIANT]")
     submit.add_argument("--no-push", action="store_true")
+    submit.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a secret the workers provide (FARM_SECRETS_DIR/ID) for RUN --mount=type=secret",
+    )
+    submit.add_argument("--digest-file", type=Path, help="with --wait: write the digest here")
+    submit.add_argument(
+        "--image-name-with-digest-file", type=Path, help="with --wait: write REF@DIGEST lines here"
+    )
     submit.add_argument("--batch", type=Path, help="a YAML file listing builds")
     submit.add_argument(
         "--fail-fast", action="store_true", help="with --batch: stop at the first failure"

@@ -48,7 +48,10 @@ def farm(tmp_path: Path, busybox_image: PushedImage) -> Iterator[Farm]:
             "FARM_WORKSPACE_ROOT": str(tmp_path / "work"),
             "FARM_HEARTBEAT_SECONDS": "1",
             "FARM_WORKER_LOST_SECONDS": "4",
+            "FARM_SECRETS_DIR": str(tmp_path / "secrets"),
         }
+        (tmp_path / "secrets").mkdir()
+        (tmp_path / "secrets" / "token").write_text("s3cret-value")
         settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("FARM_")})
         old = dict(os.environ)
         os.environ.update(s3.client_env())  # the client in this process talks to S3 too
@@ -155,7 +158,7 @@ def test_a_batch_with_a_dependency_chain(
     farm: Farm, busybox_image: PushedImage, tmp_path: Path
 ) -> None:
     """20 builds, the first five a chain (each FROM the one before), all pushed."""
-    from farm.spec import parse_batch_file
+    from farm.batchfile import parse_batch_file
 
     host = busybox_image.registry.host
     builds = []
@@ -190,7 +193,7 @@ def test_a_batch_with_a_dependency_chain(
 def test_fail_fast_and_failed_dependencies_cancel(
     farm: Farm, busybox_image: PushedImage, tmp_path: Path
 ) -> None:
-    from farm.spec import parse_batch_file
+    from farm.batchfile import parse_batch_file
 
     base = busybox_image.reference
     write_context(tmp_path / "bad", f"FROM {base}\nRUN exit 4\n")
@@ -326,7 +329,7 @@ def test_retrying_a_batch_rebuilds_the_failed_chain(
 ) -> None:
     """A base image missing at first: the build FROM it fails, its dependent is cancelled;
     once the image exists, `retry` of the batch rebuilds both, in order, in the batch."""
-    from farm.spec import parse_batch_file
+    from farm.batchfile import parse_batch_file
 
     host = busybox_image.registry.host
     missing = f"{host}/later/base:1"
@@ -358,8 +361,31 @@ def test_retrying_a_batch_rebuilds_the_failed_chain(
     assert all(r.state is BuildState.SUCCESS for r in after.values()), {
         i: (r.state, r.reason) for i, r in after.items()
     }
-    assert after[new_app].started_at is not None and after[new_base].finished_at is not None
-    assert after[new_app].started_at >= after[new_base].finished_at
+    app_started, base_finished = after[new_app].started_at, after[new_base].finished_at
+    assert app_started is not None and base_finished is not None
+    assert app_started >= base_finished
     listed = farm.client.records.batch(batch_id)
     assert listed is not None and sorted(listed[0]) == sorted([new_base, new_app, ids["other"]])
     assert farm.client.records.batch_counts(batch_id)[BuildState.SUCCESS] == 3
+
+
+def test_secrets_come_from_the_workers(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    """`--secret ID`: the value is the worker's file (FARM_SECRETS_DIR/ID), never sent."""
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"FROM {busybox_image.reference}\nARG PASSWORD\n"
+        'RUN --mount=type=secret,id=token test "$(cat /run/secrets/token)" = s3cret-value '
+        '&& test "$PASSWORD" = hunter2-arg\n',
+    )
+    ok = farm.client.submit(
+        ctx, no_push=True, secrets=["token"], build_args={"PASSWORD": "hunter2-arg"}
+    )
+    assert farm.client.wait(ok, timeout=60).state is BuildState.SUCCESS
+    assert "s3cret-value" not in farm.client.get(ok).request.dumps()
+    # A secret the workers do not have fails the build, naming it.
+    missing = farm.client.submit(ctx, no_push=True, secrets=["nope"])
+    record = farm.client.wait(missing, timeout=60)
+    assert record.state is BuildState.FAILURE
+    assert "secret 'nope': not among the farm's secrets" in record.reason

@@ -11,14 +11,13 @@ import pytest
 from executor.oci.digest import Digest
 from executor.oci.manifest import Platform
 from executor.oci.reference import ImageReference
+from farm.batchfile import BatchItem, parse_batch_file
 from farm.spec import (
     OUTCOME_STATES,
     SCHEMA_VERSION,
-    BatchItem,
     BuildOutcome,
     BuildRequest,
     SpecError,
-    parse_batch_file,
 )
 
 DIGEST = Digest.of(b"context")
@@ -43,6 +42,7 @@ def full_request() -> BuildRequest:
         depends_on=("build-0000",),
         retry_of="build-000x",
         submitted_at=1_700_000_000.5,
+        secrets=("npmrc", "pip.conf"),
     )
 
 
@@ -120,6 +120,8 @@ def test_request_maps_cannot_be_changed_after_validation() -> None:
         ({"submitted_at": "now"}, "'submitted_at': want float, got str"),
         ({"submitted_at": True}, "'submitted_at': want float, got bool"),
         ({"submitted_at": -1}, "'submitted_at': want a non-negative unix time"),
+        ({"secrets": "npmrc"}, "'secrets': want list, got str"),
+        ({"secrets": ["ok", "../etc/shadow"]}, "'secrets'[1]: invalid secret id"),
         ({"colour": "blue"}, "unknown key 'colour'"),
     ],
 )
@@ -218,6 +220,8 @@ builds:
     dockerfile: docker/Dockerfile
     destinations: ["127.0.0.1:5000/app:1", "127.0.0.1:5000/app:latest"]
     build_args: {BASE: "127.0.0.1:5000/base:1"}
+    labels: {team: payments}
+    secrets: [npmrc]
     target: release
     depends_on: [base]
 """
@@ -240,6 +244,8 @@ def test_batch_file_parses_in_file_order(tmp_path: Path) -> None:
                 ImageReference.parse("127.0.0.1:5000/app:latest"),
             ),
             build_args={"BASE": "127.0.0.1:5000/base:1"},
+            labels={"team": "payments"},
+            secrets=("npmrc",),
             target="release",
             depends_on=("base",),
         ),
@@ -276,6 +282,10 @@ def test_batch_file_may_be_json(tmp_path: Path) -> None:
             "batch file: build 'a': 'build_args'['X']: want a string, got int",
         ),
         ("builds: [{name: a, context: ., tag: x}]\n", "build 'a': unknown key 'tag'"),
+        (
+            "builds: [{name: a, context: ., secrets: [.hidden/x]}]\n",
+            "batch file: build 'a': 'secrets'[0]: invalid secret id '.hidden/x'",
+        ),
         (
             "builds: [{name: a, context: .}, {name: a, context: .}]\n",
             "build 'a': 'name': defined twice",
