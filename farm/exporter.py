@@ -22,10 +22,11 @@ _PRIORITY_SEPARATOR = "\x06\x16"
 class FarmCollector(Collector):
     """Collects queue depth and builds by state at scrape time."""
 
-    def __init__(self, client: redis.Redis, records: Records, queues: tuple[str, ...]) -> None:
+    def __init__(self, client: redis.Redis, records: Records, queue: str) -> None:
+        # A farm's records and its queue go together: its builds are that queue's.
         self._redis = client
         self._records = records
-        self._queues = queues
+        self._queue = queue
 
     def queue_depth(self, queue: str) -> int:
         total = int(self._redis.llen(queue))
@@ -37,12 +38,13 @@ class FarmCollector(Collector):
         depth = GaugeMetricFamily(
             "farm_queue_depth", "Build messages waiting in the broker, per queue", labels=["queue"]
         )
-        for queue in self._queues:
-            depth.add_metric([queue], self.queue_depth(queue))
+        depth.add_metric([self._queue], self.queue_depth(self._queue))
         yield depth
         builds = GaugeMetricFamily(
-            "farm_builds", "Builds by state now (queued and in flight)", labels=["state"]
+            "farm_builds",
+            "Builds by state now (queued and in flight), per queue",
+            labels=["queue", "state"],
         )
         for state in (BuildState.QUEUED, BuildState.WORKING):
-            builds.add_metric([state.value.lower()], self._records.count(state))
+            builds.add_metric([self._queue, state.value.lower()], self._records.count(state))
         yield builds

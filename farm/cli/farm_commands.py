@@ -274,7 +274,7 @@ def run_exporter(args: argparse.Namespace) -> int:
     settings = load_settings()
     client = redis_lib.Redis.from_url(settings.redis_url)
     registry = CollectorRegistry()
-    registry.register(FarmCollector(client, Records(client), (settings.queue,)))
+    registry.register(FarmCollector(client, Records(client), settings.queue))
     start_http_server(args.metrics_port, addr=args.metrics_addr, registry=registry)
     print(f"serving farm metrics on {args.metrics_addr}:{args.metrics_port}", flush=True)
     while True:

@@ -33,8 +33,8 @@ def test_queue_depth_and_builds_by_state(tmp_path: Path) -> None:
             app.send_task("farm.build", args=[request.to_json()], queue=settings.queue)
         records.transition("build-0000", BuildState.WORKING, expect={BuildState.QUEUED}, worker="w")
         registry = CollectorRegistry()
-        registry.register(FarmCollector(client, records, (settings.queue,)))
+        registry.register(FarmCollector(client, records, settings.queue))
         text = generate_latest(registry).decode()
         assert metric_value(text, "farm_queue_depth", 'queue="builds"') == 3
-        assert metric_value(text, "farm_builds", 'state="queued"') == 2
-        assert metric_value(text, "farm_builds", 'state="working"') == 1
+        assert metric_value(text, "farm_builds", 'queue="builds",state="queued"') == 2
+        assert metric_value(text, "farm_builds", 'queue="builds",state="working"') == 1
