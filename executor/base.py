@@ -15,6 +15,7 @@ from executor.oci.mediatype import layer_compression
 from executor.oci.reference import ImageReference
 from executor.registry.client import RegistryConnector
 from executor.registry.remote import RegistrySource
+from executor.report import BuildReporter
 
 
 def scratch(platform: Platform) -> BuildImage:
@@ -46,10 +47,15 @@ def pull(connector: RegistryConnector, reference: ImageReference, platform: Plat
     )
 
 
-def unpack(image: BuildImage, rootfs: Path) -> int:
-    """Apply every layer of ``image`` onto ``rootfs`` in order; return bytes unpacked."""
+def unpack(image: BuildImage, rootfs: Path, reporter: BuildReporter) -> int:
+    """Apply every layer of ``image`` onto ``rootfs`` in order; return bytes unpacked.
+
+    Layers read from a registry (not a local file) count as ``pulled`` bytes.
+    """
     total = 0
     for layer in image.layers:
+        if layer.path is None:
+            reporter.count("pulled", layer.descriptor.size)
         compression = layer_compression(layer.descriptor.media_type)
         with layer.open() as stream:
             result = extract_layer(stream, compression, rootfs)

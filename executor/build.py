@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from executor import base
@@ -56,6 +56,8 @@ class BuildResult:
     digest: Digest
     image: BuildImage
     timings: Mapping[str, float]
+    # Bytes over the network: "pulled" (base and --from image layers), "pushed".
+    transferred: Mapping[str, int] = field(default_factory=dict)
 
 
 def _deps(stage: Stage, names: Mapping[str, int], meta: Mapping[str, str]) -> set[int]:
@@ -102,10 +104,17 @@ def stages_needed(
 class _Stages:
     """Finished stages by name and index; also images COPY --from names."""
 
-    def __init__(self, workspace: Path, connector: RegistryConnector, platform: Platform) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        connector: RegistryConnector,
+        platform: Platform,
+        reporter: BuildReporter,
+    ) -> None:
         self._workspace = workspace
         self._connector = connector
         self._platform = platform
+        self._reporter = reporter
         self.done: dict[str, StageState] = {}
         self._images: dict[str, Path] = {}
         self._lock = threading.Lock()
@@ -130,7 +139,7 @@ class _Stages:
         if reference not in self._images:
             image = base.pull(self._connector, ImageReference.parse(reference), self._platform)
             rootfs = self._workspace / "images" / str(len(self._images)) / "rootfs"
-            base.unpack(image, rootfs)
+            base.unpack(image, rootfs, self._reporter)
             self._images[reference] = rootfs
         return self._images[reference]
 
@@ -267,7 +276,7 @@ def build(
     for name in unconsumed_build_args(dockerfile, options.build_args, stages=needed):
         reporter.info(f"warning: build-arg {name} was not consumed by any ARG")
     platform = options.platform or Platform.host()
-    stages = _Stages(workspace, connector, platform)
+    stages = _Stages(workspace, connector, platform, reporter)
     probes = ProbeCache.default()
     chosen_sandbox = sandbox or choose_sandbox(options.sandbox, cache=probes)
     services = BuildServices(
@@ -290,7 +299,7 @@ def build(
     if options.timings_file is not None:
         options.timings_file.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
     reporter.info(f"built {digest} ({len(image.layers)} layers, {timings['total']:.2f}s)")
-    return BuildResult(digest, image, timings)
+    return BuildResult(digest, image, timings, dict(reporter.bytes))
 
 
 def _snapshotter_factory(

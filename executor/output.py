@@ -31,6 +31,7 @@ def write_outputs(
             sink = RegistrySink(connector, destination, mount_from=mount_from)
             with reporter.phase("push"):
                 copy_image(source, sink)
+            reporter.count("pushed", sink.uploaded_bytes)  # not what was mounted or present
             reporter.info(f"pushed {destination.name}@{digest}")
     if options.tar_path is not None:
         tags = [str(d) for d in options.destinations if d.tag]

@@ -43,6 +43,8 @@ class BuildReporter:
         self._quiet = quiet
         self._lock = threading.Lock()
         self.timings: dict[str, float] = defaultdict(float)
+        # Bytes moved over the network: "pulled" (layers fetched) and "pushed".
+        self.bytes: dict[str, int] = defaultdict(int)
 
     def step(self, stage: int, stages: int, step: int, steps: int, text: str) -> None:
         self.info(f"[stage {stage}/{stages} step {step}/{steps}] {text}")
@@ -59,6 +61,10 @@ class BuildReporter:
         with self._lock:
             self._stream.write(chunk.decode(errors="replace"))
             self._stream.flush()
+
+    def count(self, name: str, size: int) -> None:
+        with self._lock:
+            self.bytes[name] += size
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

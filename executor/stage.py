@@ -103,7 +103,7 @@ class StageState:
             if not self.unpacked:
                 self.rootfs.mkdir(parents=True, exist_ok=True)
                 with self.services.reporter.phase("unpack"):
-                    unpack(self.image, self.rootfs)
+                    unpack(self.image, self.rootfs, self.services.reporter)
                 self.unpacked = True
         return self.rootfs
 

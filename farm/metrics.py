@@ -37,6 +37,16 @@ class FarmMetrics:
             buckets=_DURATION_BUCKETS,
             registry=r,
         )
+        self.pulled_bytes = Counter(
+            "farm_pulled_bytes_total",
+            "Image layer bytes builds fetched from registries (base and --from images)",
+            registry=r,
+        )
+        self.pushed_bytes = Counter(
+            "farm_pushed_bytes_total",
+            "Blob bytes builds uploaded to registries (not counting mounted or present blobs)",
+            registry=r,
+        )
         self.in_progress = Gauge(
             "farm_builds_in_progress", "Builds this worker is running now", registry=r
         )

@@ -218,6 +218,7 @@ class BuildJob:
             )
             return None
         outcome = result.outcome
+        self._count_bytes(outcome.get("bytes"))
         if result.exit_code == 0 and outcome.get("ok"):
             return self._succeeded(request, outcome)
         if outcome.get("ok") is False:
@@ -230,6 +231,18 @@ class BuildJob:
             f"the build process exited {result.exit_code} without an outcome",
         )
         return None
+
+    def _count_bytes(self, moved: object) -> None:
+        """Network bytes the child reported (it is ours, but its file is still input)."""
+        if not isinstance(moved, dict):
+            return
+        for name, counter in (
+            ("pulled", self.metrics.pulled_bytes),
+            ("pushed", self.metrics.pushed_bytes),
+        ):
+            size = moved.get(name)
+            if isinstance(size, int) and size > 0:
+                counter.inc(size)
 
     def _succeeded(
         self, request: BuildRequest, outcome: Mapping[str, Any]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import BinaryIO
@@ -83,8 +84,11 @@ class RegistrySink:
         self.client = connector.push_client(reference.registry)
         self._mount_from = tuple(r for r in mount_from if r != reference.repository)
         self.pushed: Digest | None = None
+        # Counts, kept under a lock: copy_image puts blobs from several threads.
+        self._counts_lock = threading.Lock()
         self.mounted = 0
         self.uploaded = 0
+        self.uploaded_bytes = 0
 
     def describe(self) -> str:
         return str(self.reference)
@@ -96,10 +100,13 @@ class RegistrySink:
         repository = self.reference.repository
         for other in self._mount_from:
             if self.client.mount_blob(repository, descriptor, other):
-                self.mounted += 1
+                with self._counts_lock:
+                    self.mounted += 1
                 return
         self.client.upload_blob(repository, descriptor, opener)
-        self.uploaded += 1
+        with self._counts_lock:
+            self.uploaded += 1
+            self.uploaded_bytes += descriptor.size
 
     def put_manifest(self, raw: RawManifest, *, top: bool) -> None:
         ref = self.reference

@@ -194,6 +194,7 @@ def run_build(args: argparse.Namespace) -> int:
                 "error": type(exc).__name__,
                 "temporary": exc.temporary,
                 "message": str(exc),
+                "bytes": dict(reporter.bytes),
             },
         )
         raise
@@ -207,6 +208,7 @@ def run_build(args: argparse.Namespace) -> int:
             "digest": str(result.digest),
             "timings": dict(result.timings),
             "layers": len(result.image.layers),
+            "bytes": dict(result.transferred),
         },
     )
     print(result.digest)

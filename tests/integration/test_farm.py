@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,15 @@ def farm(tmp_path: Path, busybox_image: PushedImage) -> Iterator[Farm]:
             os.environ.update(old)
 
 
+def _raw_manifest(reference: str) -> dict[str, Any]:
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--no-creds", "--raw", f"docker://{reference}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    manifest: dict[str, Any] = json.loads(out.stdout)
+    return manifest
+
+
 def _skopeo_digest(reference: str) -> str:
     out = subprocess.run(
         ["skopeo", "inspect", "--tls-verify=false", "--no-creds", "--format", "{{.Digest}}",
@@ -110,6 +120,16 @@ def test_builds_succeed_fail_and_are_counted(
         metric_value(t, "farm_builds_finished_total", 'outcome="failure"') for t in texts
     )
     assert (succeeded, failures) == (3, 1)
+    # Bytes: every build (the failing one too) fetched the base layer; the three pushes
+    # uploaded their config and new layer, and mounted the base layer from its repo.
+    base_layers = _raw_manifest(busybox_image.reference)["layers"]
+    pulled = sum(metric_value(t, "farm_pulled_bytes_total") for t in texts)
+    assert pulled == 4 * sum(layer["size"] for layer in base_layers)
+    uploaded = 0
+    for n in range(3):
+        manifest = _raw_manifest(f"{host}/farm/app:{n}")
+        uploaded += manifest["config"]["size"] + manifest["layers"][-1]["size"]
+    assert sum(metric_value(t, "farm_pushed_bytes_total") for t in texts) == uploaded
 
 
 def test_malformed_request_is_rejected_and_the_worker_keeps_serving(
