@@ -202,7 +202,7 @@ class FarmClient:
     def logs(self, build_id: str, offset: int = 0) -> tuple[bytes, int]:
         """Log bytes from chunk ``offset`` on, and the next offset. Once Redis's copy has
         expired, an ended build's log comes from object storage."""
-        data, next_offset = self.records.read_log(build_id, offset)
+        data, next_offset = self.records.logs.read(build_id, offset)
         record = self.records.get(build_id)
         if data or offset or (record is not None and record.state not in TERMINAL):
             return data, next_offset

@@ -20,12 +20,8 @@ one build cannot both win. Terminal records, their logs and cancel flags expire 
 ``terminal_ttl``. Everything read back is parsed again (BuildRequest.from_json,
 BuildOutcome.from_json, BuildState): Redis is an input like any other.
 
-::
-
-    ExecutorError
-    └── RecordError               a record that cannot be written or read back
-        ├── DuplicateBuildError   create() with an id or batch id already in use
-        └── RecordsUnavailableError  Redis could not be reached (temporary)
+Errors are those of farm/redisio.py (RecordError and its two kinds), re-exported
+here; logs are farm/buildlogs.py's, reached as ``records.logs``.
 """
 
 from __future__ import annotations
@@ -33,16 +29,22 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
 import redis
 
-from executor.errors import ExecutorError
 from farm import redis_scripts
+from farm.buildlogs import DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_CHUNKS, BuildLogs
+from farm.redisio import (
+    DuplicateBuildError,
+    RecordError,
+    RecordsUnavailableError,
+    redis_errors,
+    text,
+)
 from farm.spec import BuildOutcome, BuildRequest, SpecError
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_exported_members.py checks
@@ -59,11 +61,6 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_exported_member
 DEFAULT_TERMINAL_TTL_SECONDS = 7 * 24 * 3600
 # A batch outlives its builds' records: it may wait in the queue before they finish.
 DEFAULT_BATCH_TTL_SECONDS = 30 * 24 * 3600
-# Build logs are for people: 16 MiB or 100k chunks is far more than anyone reads in
-# Redis; the full log belongs in the bucket.
-DEFAULT_LOG_MAX_BYTES = 16 * 1024 * 1024
-DEFAULT_LOG_MAX_CHUNKS = 100_000
-LOG_TRUNCATED = b"\n[farm: log truncated]\n"
 
 
 class BuildState(StrEnum):
@@ -87,22 +84,6 @@ TERMINAL = frozenset(
         BuildState.EXPIRED,
     }
 )
-
-
-class RecordError(ExecutorError):
-    """A build or batch record that cannot be written, or read back as valid."""
-
-    temporary = False
-
-
-class DuplicateBuildError(RecordError):
-    """A build or batch id that is already in use."""
-
-
-class RecordsUnavailableError(RecordError):
-    """Redis could not be reached or timed out."""
-
-    temporary = True
 
 
 @dataclass(frozen=True)
@@ -131,10 +112,6 @@ class BuildRecord:
         return self.started_at - self.created_at
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 def _time(value: str, what: str) -> float | None:
     if value == "":
         return None
@@ -142,15 +119,6 @@ def _time(value: str, what: str) -> float | None:
         return float(value)
     except ValueError as exc:
         raise RecordError(f"{what}: invalid time {value!r}") from exc
-
-
-@contextmanager
-def _redis_errors(what: str) -> Iterator[None]:
-    """Turn Redis connection trouble into a temporary RecordsUnavailableError."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise RecordsUnavailableError(f"{what}: redis: {exc}") from exc
 
 
 class Records:
@@ -172,12 +140,12 @@ class Records:
         self._clock = clock
         self.terminal_ttl = terminal_ttl
         self.batch_ttl = batch_ttl
-        self.log_max_bytes = log_max_bytes
-        self.log_max_chunks = log_max_chunks
+        self.logs = BuildLogs(
+            client, prefix=prefix, max_bytes=log_max_bytes, max_chunks=log_max_chunks
+        )
         self._create = client.register_script(redis_scripts.CREATE)
         self._transition = client.register_script(redis_scripts.TRANSITION)
         self._heartbeat = client.register_script(redis_scripts.HEARTBEAT)
-        self._append_log = client.register_script(redis_scripts.APPEND_LOG)
         self._retried = client.register_script(redis_scripts.RETRIED)
 
     @classmethod
@@ -206,7 +174,7 @@ class Records:
         """Record ``request`` as QUEUED; raise DuplicateBuildError if its id is taken."""
         build_id = request.build_id
         what = f"creating build record {build_id}"
-        with _redis_errors(what):
+        with redis_errors(what):
             created = self._create(
                 keys=[
                     self._build_key(build_id),
@@ -221,7 +189,7 @@ class Records:
         if request.depends_on:
             # An index from each dependency to its dependents: when a build ends, the
             # worker queues its dependents again (no polling), see tasks/build.py.
-            with _redis_errors(what), self._redis.pipeline() as pipe:
+            with redis_errors(what), self._redis.pipeline() as pipe:
                 for dep in request.depends_on:
                     pipe.sadd(self._key("dependents", dep), build_id)
                     pipe.expire(self._key("dependents", dep), self.batch_ttl)
@@ -233,13 +201,13 @@ class Records:
 
     def dependents(self, build_id: str) -> builtins.list[str]:
         """Builds that named ``build_id`` in depends_on."""
-        with _redis_errors(f"reading the dependents of {build_id}"):
+        with redis_errors(f"reading the dependents of {build_id}"):
             members = self._redis.smembers(self._key("dependents", build_id))
-        return sorted(_text(m) for m in members)
+        return sorted(text(m) for m in members)
 
     def get(self, build_id: str) -> BuildRecord | None:
         """The record of ``build_id``, or None if there is none (or it expired)."""
-        with _redis_errors(f"reading build record {build_id}"):
+        with redis_errors(f"reading build record {build_id}"):
             fields = self._redis.hgetall(self._build_key(build_id))
         return self._parse(build_id, fields) if fields else None
 
@@ -276,13 +244,12 @@ class Records:
             )
         if not expect:
             raise RecordError(f"{what}: no expected states given")
-        with _redis_errors(what):
+        with redis_errors(what):
             fields = self._transition(
                 keys=[
                     self._build_key(build_id),
                     self._key("working"),
-                    self._key("log", build_id),
-                    self._key("logbytes", build_id),
+                    *self.logs.keys(build_id),
                     self._key("cancel", build_id),
                     self._key("outbox"),
                 ],
@@ -310,7 +277,7 @@ class Records:
 
     def heartbeat(self, build_id: str, worker: str) -> None:
         """Note that ``worker`` still runs ``build_id``; ignored unless it holds the build."""
-        with _redis_errors(f"heartbeat for build {build_id}"):
+        with redis_errors(f"heartbeat for build {build_id}"):
             self._heartbeat(
                 keys=[self._build_key(build_id), self._key("working")],
                 args=[build_id, worker, repr(self._clock()), BuildState.WORKING.value],
@@ -319,38 +286,38 @@ class Records:
     def stale_working(self, older_than: float) -> builtins.list[str]:
         """WORKING builds with no heartbeat for ``older_than`` seconds: their worker is lost."""
         cutoff = self._clock() - older_than
-        with _redis_errors("listing stale builds"):
+        with redis_errors("listing stale builds"):
             ids = cast(
                 "builtins.list[bytes | str]",
                 self._redis.zrangebyscore(self._key("working"), "-inf", f"({cutoff!r}"),
             )
-        return [_text(item) for item in ids]
+        return [text(item) for item in ids]
 
     # -- the outbox: builds whose queue message is owed ----------------------------------
 
     def overdue(self, older_than: float) -> builtins.list[str]:
         """Outbox entries due more than ``older_than`` seconds ago: their publisher is late."""
         cutoff = self._clock() - older_than
-        with _redis_errors("listing undispatched builds"):
+        with redis_errors("listing undispatched builds"):
             ids = cast(
                 "builtins.list[bytes | str]",
                 self._redis.zrangebyscore(self._key("outbox"), "-inf", f"({cutoff!r}"),
             )
-        return [_text(item) for item in ids]
+        return [text(item) for item in ids]
 
     def dispatched(self, build_id: str) -> bool:
         """Take ``build_id`` out of the outbox; True for the one caller that removed it."""
-        with _redis_errors(f"marking build {build_id} dispatched"):
+        with redis_errors(f"marking build {build_id} dispatched"):
             return bool(self._redis.zrem(self._key("outbox"), build_id))
 
     def owe_dispatch(self, build_id: str, due: float) -> None:
         """Put ``build_id`` (back) in the outbox, due at ``due``."""
-        with _redis_errors(f"queueing build {build_id} for dispatch"):
+        with redis_errors(f"queueing build {build_id} for dispatch"):
             self._redis.zadd(self._key("outbox"), {build_id: due})
 
     def link_retry(self, old_id: str, new_id: str, batch_id: str | None) -> None:
         """Note that ``new_id`` retries ``old_id``, and put it in the old one's batch place."""
-        with _redis_errors(f"linking retry {new_id} of build {old_id}"):
+        with redis_errors(f"linking retry {new_id} of build {old_id}"):
             self._retried(
                 keys=[self._build_key(old_id), self._key("batch", batch_id or "-")],
                 args=[old_id, new_id],
@@ -360,17 +327,17 @@ class Records:
         self, *, batch_id: str | None = None, state: BuildState | None = None
     ) -> builtins.list[BuildRecord]:
         """Records of a batch, in a state, or all of them; oldest first."""
-        with _redis_errors("listing build records"):
+        with redis_errors("listing build records"):
             if batch_id is not None:
                 found = self.batch(batch_id)
                 ids = found[0] if found is not None else []
             elif state is not None:
-                ids = sorted(_text(item) for item in self._redis.smembers(self._state_key(state)))
+                ids = sorted(text(item) for item in self._redis.smembers(self._state_key(state)))
             else:
                 everything = cast(
                     "builtins.list[bytes | str]", self._redis.zrange(self._key("builds"), 0, -1)
                 )
-                ids = [_text(item) for item in everything]
+                ids = [text(item) for item in everything]
             records = self._get_many(ids)
         if state is not None:
             records = [record for record in records if record.state is state]
@@ -398,7 +365,7 @@ class Records:
 
     def _parse(self, build_id: str, raw: Mapping[Any, Any]) -> BuildRecord:
         what = f"reading build record {build_id}"
-        fields = {_text(key): _text(value) for key, value in raw.items()}
+        fields = {text(key): text(value) for key, value in raw.items()}
         try:
             state = BuildState(fields["state"])
             request = BuildRequest.from_json(json.loads(fields["request"]))
@@ -433,7 +400,7 @@ class Records:
             {"build_ids": list(build_ids), "fail_fast": fail_fast, "created_at": self._clock()}
         )
         what = f"creating batch record {batch_id}"
-        with _redis_errors(what):
+        with redis_errors(what):
             created = self._redis.set(
                 self._key("batch", batch_id), body, nx=True, ex=self.batch_ttl
             )
@@ -443,12 +410,12 @@ class Records:
     def batch(self, batch_id: str) -> tuple[builtins.list[str], bool] | None:
         """The batch's build ids and fail_fast flag, or None if there is no such batch."""
         what = f"reading batch record {batch_id}"
-        with _redis_errors(what):
+        with redis_errors(what):
             raw = self._redis.get(self._key("batch", batch_id))
         if raw is None:
             return None
         try:
-            obj = json.loads(_text(raw))
+            obj = json.loads(text(raw))
             ids, fail_fast = obj["build_ids"], obj["fail_fast"]
         except (ValueError, KeyError, TypeError) as exc:
             raise RecordError(f"{what}: {exc}") from exc
@@ -460,7 +427,7 @@ class Records:
 
     def count(self, state: BuildState) -> int:
         """How many builds are in ``state`` now (for the exporter's gauges)."""
-        with _redis_errors(f"counting {state.value} builds"):
+        with redis_errors(f"counting {state.value} builds"):
             return int(self._redis.scard(self._state_key(state)))
 
     def batch_counts(self, batch_id: str) -> dict[BuildState, int]:
@@ -474,30 +441,9 @@ class Records:
 
     def request_cancel(self, build_id: str) -> None:
         """Ask whoever runs ``build_id`` to stop; the flag outlives the run by the TTL."""
-        with _redis_errors(f"cancelling build {build_id}"):
+        with redis_errors(f"cancelling build {build_id}"):
             self._redis.set(self._key("cancel", build_id), "1", ex=self.terminal_ttl)
 
     def cancel_requested(self, build_id: str) -> bool:
-        with _redis_errors(f"reading cancel flag of build {build_id}"):
+        with redis_errors(f"reading cancel flag of build {build_id}"):
             return bool(self._redis.exists(self._key("cancel", build_id)))
-
-    # -- logs ---------------------------------------------------------------------------
-
-    def append_log(self, build_id: str, chunk: bytes) -> None:
-        """Append ``chunk`` to the build's log; past the caps, one marker and then nothing."""
-        if not chunk:
-            return
-        with _redis_errors(f"appending to the log of build {build_id}"):
-            self._append_log(
-                keys=[self._key("log", build_id), self._key("logbytes", build_id)],
-                args=[chunk, self.log_max_bytes, self.log_max_chunks, LOG_TRUNCATED],
-            )
-
-    def read_log(self, build_id: str, offset: int = 0) -> tuple[bytes, int]:
-        """The log from chunk ``offset`` on, and the offset to ask for next time."""
-        if offset < 0:
-            raise RecordError(f"reading the log of build {build_id}: negative offset {offset}")
-        with _redis_errors(f"reading the log of build {build_id}"):
-            chunks = self._redis.lrange(self._key("log", build_id), offset, -1)
-        data = b"".join(chunk if isinstance(chunk, bytes) else chunk.encode() for chunk in chunks)
-        return data, offset + len(chunks)

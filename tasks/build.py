@@ -202,7 +202,7 @@ class BuildJob:
                 outcome_file=workspace / "outcome.json",
                 env=self._env(request),
                 timeout=self.settings.build_timeout_seconds,
-                on_output=lambda chunk: self.records.append_log(request.build_id, chunk),
+                on_output=lambda chunk: self.records.logs.append(request.build_id, chunk),
                 cancelled=lambda: self.records.cancel_requested(request.build_id),
             )
         finally:
@@ -332,7 +332,7 @@ class BuildJob:
     def _keep_log(self, build_id: str) -> None:
         """The log outlives Redis's copy in object storage (logs/<id>.log)."""
         try:
-            data, _ = self.records.read_log(build_id, 0)
+            data, _ = self.records.logs.read(build_id, 0)
             self.settings.open_store().put_bytes(log_key(build_id), data)
         except ExecutorError as exc:
             log.warning("keeping the log of %s: %s", build_id, exc)

@@ -212,7 +212,7 @@ def test_terminal_records_get_a_ttl_and_requeue_clears_it(
     records: Records, client: redis.Redis
 ) -> None:
     records.create(request("build-0001"))
-    records.append_log("build-0001", b"line\n")
+    records.logs.append("build-0001", b"line\n")
     records.request_cancel("build-0001")
     assert client.ttl("t:build:build-0001") == -1  # live records never expire
     records.transition("build-0001", BuildState.CANCELLED, expect={BuildState.QUEUED})
@@ -290,26 +290,26 @@ def test_cancel_flag(records: Records) -> None:
 
 
 def test_logs_append_and_read_from_offsets(records: Records) -> None:
-    assert records.read_log("build-0001") == (b"", 0)
-    records.append_log("build-0001", b"step 1\n")
-    records.append_log("build-0001", b"")  # nothing to add, no empty chunk
-    records.append_log("build-0001", b"step 2\n")
-    data, offset = records.read_log("build-0001")
+    assert records.logs.read("build-0001") == (b"", 0)
+    records.logs.append("build-0001", b"step 1\n")
+    records.logs.append("build-0001", b"")  # nothing to add, no empty chunk
+    records.logs.append("build-0001", b"step 2\n")
+    data, offset = records.logs.read("build-0001")
     assert (data, offset) == (b"step 1\nstep 2\n", 2)
-    assert records.read_log("build-0001", offset) == (b"", 2)
-    records.append_log("build-0001", b"\xff\x00binary\n")
-    assert records.read_log("build-0001", offset) == (b"\xff\x00binary\n", 3)
+    assert records.logs.read("build-0001", offset) == (b"", 2)
+    records.logs.append("build-0001", b"\xff\x00binary\n")
+    assert records.logs.read("build-0001", offset) == (b"\xff\x00binary\n", 3)
     with pytest.raises(RecordError, match="negative offset"):
-        records.read_log("build-0001", -1)
+        records.logs.read("build-0001", -1)
 
 
 def test_logs_are_capped_with_one_marker(client: redis.Redis) -> None:
     records = Records(client, prefix="cap", log_max_bytes=10, log_max_chunks=100)
-    records.append_log("build-0001", b"12345")
-    records.append_log("build-0001", b"67890")
-    records.append_log("build-0001", b"X")
-    records.append_log("build-0001", b"Y")
-    data, offset = records.read_log("build-0001")
+    records.logs.append("build-0001", b"12345")
+    records.logs.append("build-0001", b"67890")
+    records.logs.append("build-0001", b"X")
+    records.logs.append("build-0001", b"Y")
+    data, offset = records.logs.read("build-0001")
     assert data == b"1234567890\n[farm: log truncated]\n"
     assert offset == 3
 
