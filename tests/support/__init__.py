@@ -3,6 +3,8 @@
 Modules:
 
 - `ports`: free TCP ports on 127.0.0.1.
+- `process`: ManagedProcess, the start/wait/stop of a service process on a free port
+  (RedisServer, RegistryServer and S3Server build on it).
 - `commands`: run skopeo, umoci and friends; a missing tool fails the test loudly.
 - `scopes`: token scopes and the access policy a token issuer applies.
 - `token`: TokenIssuer, the Docker token-auth server a test registry trusts

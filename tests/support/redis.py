@@ -7,114 +7,39 @@ directory and log under the directory it is given.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
 from tests.support.commands import SupportError, require_tool
-from tests.support.ports import LOOPBACK, free_port
+from tests.support.ports import LOOPBACK
+from tests.support.process import ManagedProcess, ReadinessProbe
 
 __all__ = ["RedisServer", "RedisStartError"]
 
 # Redis starts in milliseconds; the margin is for a loaded machine.
 DEFAULT_START_TIMEOUT_SECONDS = 10.0
-_STOP_TIMEOUT_SECONDS = 5.0
-# free_port() can race with another process; a few fresh ports make that harmless.
-_BIND_ATTEMPTS = 3
-_LOG_TAIL_LINES = 30
-_POLL_INTERVAL_SECONDS = 0.02
 
 
 class RedisStartError(SupportError):
     """redis-server did not come up; the message ends with its log tail."""
 
 
-class RedisServer:
+class RedisServer(ManagedProcess):
     """One `redis-server` process on 127.0.0.1; a context manager."""
+
+    name = "redis-server"
+    start_error = RedisStartError
+    # --logfile: redis-server writes its log itself.
+    writes_own_log = True
 
     def __init__(
         self, workdir: Path, *, start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS
     ) -> None:
+        super().__init__(start_timeout=start_timeout)
         self.workdir = workdir
-        self.start_timeout = start_timeout
-        self.log_path = workdir / "redis.log"
-        self._port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        """Start the process and wait until it answers PING; raise RedisStartError if not."""
-        if self._process is not None:
-            raise RuntimeError("redis-server already started")
-        binary = require_tool("redis-server")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _BIND_ATTEMPTS + 1):
-            port = free_port()
-            self._port = port
-            self._process = subprocess.Popen(
-                self._argv(binary, port),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                # Its own process group: a Ctrl-C goes to pytest, which stops it in order.
-                start_new_session=True,
-            )
-            try:
-                self._wait_until_ready()
-            except RedisStartError:
-                lost_port = "address already in use" in self.log_tail().lower()
-                self.stop()
-                if lost_port and attempt < _BIND_ATTEMPTS:
-                    continue
-                raise
-            return self
-        raise AssertionError("unreachable")  # the loop returns or raises
-
-    def _argv(self, binary: str, port: int) -> list[str]:
-        """Everything on the command line: no config file, no persistence."""
-        options = {
-            "bind": LOOPBACK,
-            "port": str(port),
-            "save": "",
-            "appendonly": "no",
-            "dir": str(self.workdir),
-            "logfile": str(self.log_path),
-            "daemonize": "no",
-        }
-        argv = [binary]
-        for name, value in options.items():
-            argv += [f"--{name}", value]
-        return argv
-
-    def stop(self) -> None:
-        """Terminate the process (kill it if it lingers) and wait for it; idempotent."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("redis-server not started")
-        return self._port
 
     @property
     def url(self) -> str:
@@ -125,28 +50,49 @@ class RedisServer:
         """A new client of database 0 (bytes responses, as redis-py gives by default)."""
         return redis.Redis.from_url(self.url)
 
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+    # -- ManagedProcess hooks ------------------------------------------------------------
 
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
+    def _log_file(self) -> Path:
+        return self.workdir / "redis.log"
+
+    def _prepare(self) -> str:
+        binary = require_tool("redis-server")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        return binary
+
+    def _argv(self, program: str, port: int) -> list[str]:
+        """Everything on the command line: no config file, no persistence."""
+        options = {
+            "bind": LOOPBACK,
+            "port": str(port),
+            "save": "",
+            "appendonly": "no",
+            "dir": str(self.workdir),
+            "logfile": str(self.log_path),
+            "daemonize": "no",
+        }
+        argv = [program]
+        for name, value in options.items():
+            argv += [f"--{name}", value]
+        return argv
+
+    @contextmanager
+    def _readiness_probe(self) -> Iterator[ReadinessProbe]:
         probe = redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=1.0)
+
+        def answers_ping() -> bool:
+            try:
+                return bool(probe.ping())
+            except (redis.ConnectionError, redis.TimeoutError):
+                return False
+
         try:
-            while time.monotonic() < deadline:
-                if self._process is None or self._process.poll() is not None:
-                    raise RedisStartError(f"redis-server exited at start:\n{self.log_tail()}")
-                try:
-                    if probe.ping():
-                        return
-                except (redis.ConnectionError, redis.TimeoutError):
-                    pass
-                time.sleep(_POLL_INTERVAL_SECONDS)
+            yield answers_ping
         finally:
             probe.close()
-        raise RedisStartError(
-            f"redis-server did not answer PING within {self.start_timeout} s:\n{self.log_tail()}"
-        )
+
+    def _exited_message(self, returncode: int) -> str:
+        return f"redis-server exited at start:\n{self.log_tail()}"
+
+    def _timeout_message(self) -> str:
+        return f"redis-server did not answer PING within {self.start_timeout} s:\n{self.log_tail()}"

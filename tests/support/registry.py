@@ -11,30 +11,22 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import bcrypt
-import requests
 
 from tests.support.commands import SupportError, require_tool
-from tests.support.ports import LOOPBACK, free_port
+from tests.support.ports import LOOPBACK
+from tests.support.process import ManagedProcess, ReadinessProbe, http_probe
 from tests.support.token import TokenIssuer
 
 __all__ = ["HtpasswdAuth", "RegistryAuth", "RegistryServer", "RegistryStartError"]
 
 # Cold start on this kind of machine takes well under a second; the margin is for load.
 DEFAULT_START_TIMEOUT_SECONDS = 15.0
-# SIGTERM ends the registry at once (2.8 drains only with http.draintimeout set).
-_STOP_TIMEOUT_SECONDS = 5.0
-# free_port() can race with another process; a few fresh ports make that harmless.
-_BIND_ATTEMPTS = 3
-_LOG_TAIL_LINES = 30
-_POLL_INTERVAL_SECONDS = 0.02
 
 
 class RegistryStartError(SupportError):
@@ -62,12 +54,16 @@ class HtpasswdAuth:
 RegistryAuth = HtpasswdAuth | TokenIssuer
 
 
-class RegistryServer:
+class RegistryServer(ManagedProcess):
     """One `docker-registry serve` process on 127.0.0.1; a context manager.
 
     `workdir` holds `config.yml`, `registry.log`, `storage/` and, with basic auth,
     `htpasswd`. Use `host` in image references and `url` for plain HTTP requests.
+    SIGTERM ends the registry at once (2.8 drains only with http.draintimeout set).
     """
+
+    name = "registry"
+    start_error = RegistryStartError
 
     def __init__(
         self,
@@ -77,80 +73,14 @@ class RegistryServer:
         access_log: bool = False,
         start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS,
     ) -> None:
+        super().__init__(start_timeout=start_timeout)
         self.workdir = workdir
         self.auth = auth
         self.access_log = access_log
-        self.start_timeout = start_timeout
         self.root = workdir / "storage"
-        self.log_path = workdir / "registry.log"
         self.config_path = workdir / "config.yml"
-        self._port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> RegistryServer:
-        """Start the process and wait until `/v2/` answers; raise RegistryStartError if not."""
-        if self._process is not None:
-            raise RuntimeError("registry already started")
-        binary = require_tool("docker-registry")
-        self.root.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _BIND_ATTEMPTS + 1):
-            port = free_port()
-            self._write_config(port)
-            self._port = port
-            with self.log_path.open("ab") as log:
-                self._process = subprocess.Popen(
-                    [binary, "serve", str(self.config_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    # Its own process group, so a Ctrl-C in the terminal goes to pytest,
-                    # which then stops the registry in order.
-                    start_new_session=True,
-                )
-            try:
-                self._wait_until_ready()
-            except RegistryStartError:
-                lost_port = "address already in use" in self.log_tail().lower()
-                self.stop()
-                if lost_port and attempt < _BIND_ATTEMPTS:
-                    continue
-                raise
-            return self
-        raise AssertionError("unreachable")  # the loop returns or raises
-
-    def stop(self) -> None:
-        """Terminate the process (kill it if it lingers) and wait for it; idempotent."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
-
-    def __enter__(self) -> RegistryServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self._process is not None and self._process.poll() is None
 
     # -- addresses -----------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The TCP port on 127.0.0.1."""
-        if self._port is None:
-            raise RuntimeError("registry not started")
-        return self._port
 
     @property
     def host(self) -> str:
@@ -181,28 +111,22 @@ class RegistryServer:
             raise FileNotFoundError(f"no repository {name!r} in {self.root}")
         shutil.rmtree(path)
 
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last `lines` lines of the registry's log."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+    # -- ManagedProcess hooks ------------------------------------------------------------
 
-    # -- internals -----------------------------------------------------------------------
+    def _log_file(self) -> Path:
+        # stdout and stderr
+        return self.workdir / "registry.log"
 
-    def _first_failure(self) -> str:
-        """The log's first panic or fatal line: config errors panic before a long trace."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "no log written"
-        for line in text.splitlines():
-            if line.startswith("panic:") or "level=fatal" in line:
-                return line
-        return "no panic or fatal line in the log"
+    def _prepare(self) -> str:
+        binary = require_tool("docker-registry")
+        self.root.mkdir(parents=True, exist_ok=True)
+        return binary
 
-    def _write_config(self, port: int) -> None:
+    def _argv(self, program: str, port: int) -> list[str]:
+        return [program, "serve", str(self.config_path)]
+
+    def _configure(self, port: int) -> None:
+        """Write config.yml for `port` (and the htpasswd file with basic auth)."""
         config: dict[str, object] = {
             "version": 0.1,
             "log": {
@@ -225,6 +149,36 @@ class RegistryServer:
         # JSON is YAML, and needs no YAML library here.
         self.config_path.write_text(json.dumps(config, indent=2) + "\n")
 
+    def _readiness_probe(self) -> AbstractContextManager[ReadinessProbe]:
+        # 401 is an answer too: the registry is up and wants credentials.
+        return http_probe(f"{self.url}/v2/", (200, 401))
+
+    def _exited_message(self, returncode: int) -> str:
+        return (
+            f"docker-registry exited with status {returncode} "
+            f"before answering on {self.url}: {self._first_failure()}; "
+            f"log tail:\n{self.log_tail()}"
+        )
+
+    def _timeout_message(self) -> str:
+        return (
+            f"docker-registry did not answer on {self.url}/v2/ within "
+            f"{self.start_timeout} s; log tail:\n{self.log_tail()}"
+        )
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _first_failure(self) -> str:
+        """The log's first panic or fatal line: config errors panic before a long trace."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "no log written"
+        for line in text.splitlines():
+            if line.startswith("panic:") or "level=fatal" in line:
+                return line
+        return "no panic or fatal line in the log"
+
     def _auth_config(self) -> dict[str, object]:
         match self.auth:
             case None:
@@ -243,29 +197,3 @@ class RegistryServer:
                         "rootcertbundle": str(issuer.cert_path),
                     }
                 }
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        process = self._process
-        assert process is not None
-        with requests.Session() as session:
-            while True:
-                if process.poll() is not None:
-                    raise RegistryStartError(
-                        f"docker-registry exited with status {process.returncode} "
-                        f"before answering on {self.url}: {self._first_failure()}; "
-                        f"log tail:\n{self.log_tail()}"
-                    )
-                try:
-                    response = session.get(f"{self.url}/v2/", timeout=1)
-                except (requests.ConnectionError, requests.Timeout):
-                    pass
-                else:
-                    if response.status_code in (200, 401):
-                        return
-                if time.monotonic() > deadline:
-                    raise RegistryStartError(
-                        f"docker-registry did not answer on {self.url}/v2/ within "
-                        f"{self.start_timeout} s; log tail:\n{self.log_tail()}"
-                    )
-                time.sleep(_POLL_INTERVAL_SECONDS)

@@ -116,7 +116,7 @@ def test_get_file_leaves_no_partial_file_on_error(
         written.append(1)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("executor.storage.shutil.copyfileobj", failing_copy)
+    monkeypatch.setattr("executor.storage.file.shutil.copyfileobj", failing_copy)
     with pytest.raises(StorageError, match="No space left on device") as caught:
         store.get_file("big", target)
     assert written, "the copy was attempted"
@@ -134,7 +134,7 @@ def test_get_file_keeps_old_target_on_error(
     def failing_copy(source: object, dest: object, length: int = 0) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("executor.storage.shutil.copyfileobj", failing_copy)
+    monkeypatch.setattr("executor.storage.file.shutil.copyfileobj", failing_copy)
     with pytest.raises(StorageError):
         store.get_file("k", target)
     assert target.read_bytes() == b"old"

@@ -1,33 +1,14 @@
-"""Object storage: the ObjectStore seam, with S3 (boto3) and ``file://`` implementations.
+"""``s3://`` stores: objects in a bucket under a prefix, through boto3.
 
-Object storage is the source of truth for bytes (contexts, cached layers, cache-key
-records, build logs); everything else keeps only small records. Both stores take keys
-as relative POSIX paths (``blobs/sha256/ab12..``) and refuse anything else, so a key can
-never climb out of a ``file://`` root or out of an S3 prefix.
-
-Exceptions::
-
-    ExecutorError
-    └── StorageError               the store refused or could not be reached;
-        │                          temporary for 5xx, throttling and connection errors,
-        │                          permanent for 403, a missing bucket or a bad key
-        └── StorageNotFoundError   no object under that key (permanent)
-
-Messages read as a chain of what was being done, for example
-``s3://bucket/prefix/key: reading: NoSuchBucket: The specified bucket does not exist``.
+Errors are classified here: temporary for 5xx, throttling and connection errors,
+permanent for 403, a missing bucket or a bad key.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import boto3
 from boto3.exceptions import RetriesExceededError, S3UploadFailedError
@@ -35,18 +16,9 @@ from boto3.s3.transfer import TransferConfig
 from botocore import exceptions as botocore_errors
 from botocore.config import Config
 
-from executor.errors import ExecutorError
+from executor.storage.store import StorageError, StorageNotFoundError, check_key, temp_beside
 
-__all__ = [
-    "FileStore",
-    "ObjectStore",
-    "S3Store",
-    "StorageError",
-    "StorageNotFoundError",
-    "classify_s3_error",
-    "open_store",
-    "parse_store_url",
-]
+__all__ = ["S3Store", "classify_s3_error", "open_s3_store"]
 
 # 16 MiB parts: at most ~600 parts for a 10 GiB layer (S3 allows 10,000), and few
 # enough requests that a small context or key record goes up in one PUT.
@@ -56,7 +28,6 @@ _TRANSFER_CONCURRENCY = 4
 # botocore's "standard" retry mode backs off on throttling and 5xx; three attempts keep
 # a dead endpoint from stalling a build for long, and the task layer retries after that.
 _MAX_ATTEMPTS = 3
-_COPY_BUFFER_BYTES = 1024 * 1024
 
 # Codes S3 (and S3-compatible stores) use for "try again later".
 _TEMPORARY_CODES = frozenset(
@@ -75,56 +46,15 @@ _S3_FAILURES = (
 )
 
 
-class StorageError(ExecutorError):
-    """The object store refused a request or could not be reached."""
-
-
-class StorageNotFoundError(StorageError):
-    """No object exists under the key."""
-
-    temporary = False
-
-
-class ObjectStore(Protocol):
-    """Bytes under relative POSIX keys, in a bucket or a directory."""
-
-    def describe(self) -> str:
-        """Say where the objects live: ``s3://bucket/prefix`` or ``file:///dir``."""
-
-    def exists(self, key: str) -> bool:
-        """Say whether an object is stored under `key`."""
-
-    def put_file(self, key: str, path: Path) -> None:
-        """Store the file at `path` under `key`, streaming it."""
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """Store `data` under `key`."""
-
-    def get_file(self, key: str, path: Path) -> None:
-        """Stream the object to `path`; `path` appears only once it is complete."""
-
-    def get_bytes(self, key: str) -> bytes:
-        """Return the object's bytes (for small objects: records, manifests)."""
-
-    def delete(self, key: str) -> None:
-        """Remove the object; a missing object is not an error."""
-
-
-def open_store(
-    url: str,
+def open_s3_store(
+    bucket: str,
+    prefix: str,
     *,
     endpoint_url: str | None = None,
     region: str | None = None,
     path_style: bool = False,
-) -> ObjectStore:
-    """Open the store `url` names: ``s3://BUCKET[/PREFIX]`` or ``file:///DIR``.
-
-    S3 credentials come from the standard AWS chain (environment, shared files,
-    web identity, instance metadata); nothing here reads or logs them.
-    """
-    scheme, location, prefix = parse_store_url(url)
-    if scheme == "file":
-        return FileStore(Path(location))
+) -> S3Store:
+    """An S3Store with its own boto3 session and client (standard retries)."""
     config = Config(
         s3={"addressing_style": "path" if path_style else "auto"},
         retries={"mode": "standard", "max_attempts": _MAX_ATTEMPTS},
@@ -133,139 +63,7 @@ def open_store(
     client = boto3.session.Session().client(
         "s3", endpoint_url=endpoint_url, region_name=region, config=config
     )
-    return S3Store(location, prefix, client)
-
-
-def parse_store_url(url: str) -> tuple[str, str, str]:
-    """Split a store URL into ``(scheme, bucket or directory, prefix)``, checking it.
-
-    ``s3://bucket/a/b`` gives ``("s3", "bucket", "a/b")``; ``file:///srv/x`` gives
-    ``("file", "/srv/x", "")``. Anything else raises StorageError.
-    """
-    parts = urlsplit(url)
-    wanted = f"{url!r}: want s3://BUCKET[/PREFIX] or file:///DIR"
-    if parts.query or parts.fragment:
-        raise StorageError(wanted)
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise StorageError(wanted)
-        return "file", unquote(parts.path), ""
-    if parts.scheme == "s3":
-        if not parts.netloc or "@" in parts.netloc or ":" in parts.netloc:
-            raise StorageError(wanted)
-        prefix = parts.path.strip("/")
-        if prefix:
-            try:
-                _check_key(prefix, where=url)
-            except StorageError as error:
-                raise StorageError(f"{wanted}; the prefix is not a relative path") from error
-        return "s3", parts.netloc, prefix
-    raise StorageError(wanted)
-
-
-# -- keys ------------------------------------------------------------------------------
-
-
-def _check_key(key: str, *, where: str) -> None:
-    """Refuse keys that are not plain relative POSIX paths."""
-    problem = None
-    if not key:
-        problem = "empty key"
-    elif key.startswith("/"):
-        problem = "absolute key"
-    elif "\\" in key or "\0" in key:
-        problem = "key with a backslash or NUL"
-    else:
-        components = key.split("/")
-        if "" in components:
-            problem = "key with an empty component"
-        elif "." in components or ".." in components:
-            problem = "key with a '.' or '..' component"
-    if problem is not None:
-        raise StorageError(f"{where}: {key!r}: {problem}: want a relative POSIX path")
-
-
-@contextmanager
-def _temp_beside(path: Path) -> Iterator[tuple[IO[bytes], Path]]:
-    """Yield a temp file next to `path`; it is removed unless the caller renamed it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    temp = Path(name)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            yield stream, temp
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-# -- file:// ---------------------------------------------------------------------------
-
-
-class FileStore:
-    """Objects as files under a root directory; writes are atomic (temp + rename)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def describe(self) -> str:
-        return self.root.as_uri()
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
-    def put_file(self, key: str, path: Path) -> None:
-        target = self._path(key)
-        try:
-            with path.open("rb") as source:
-                self._write(target, source)
-        except OSError as error:
-            raise self._error(key, f"writing from {path}", error) from error
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        target = self._path(key)
-        try:
-            self._write(target, io.BytesIO(data))
-        except OSError as error:
-            raise self._error(key, "writing", error) from error
-
-    def get_file(self, key: str, path: Path) -> None:
-        source_path = self._path(key)
-        try:
-            with source_path.open("rb") as source:
-                self._write(path, source)
-        except OSError as error:
-            raise self._error(key, f"reading to {path}", error) from error
-
-    def get_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except OSError as error:
-            raise self._error(key, "reading", error) from error
-
-    def delete(self, key: str) -> None:
-        try:
-            self._path(key).unlink(missing_ok=True)
-        except OSError as error:
-            raise self._error(key, "deleting", error) from error
-
-    def _path(self, key: str) -> Path:
-        _check_key(key, where=self.describe())
-        return self.root.joinpath(*key.split("/"))
-
-    def _write(self, target: Path, source: IO[bytes]) -> None:
-        with _temp_beside(target) as (stream, temp):
-            shutil.copyfileobj(source, stream, _COPY_BUFFER_BYTES)
-            stream.close()
-            os.replace(temp, target)
-
-    def _error(self, key: str, doing: str, error: OSError) -> StorageError:
-        message = f"{self.describe()}/{key}: {doing}: {error.strerror or error}"
-        if isinstance(error, FileNotFoundError) and error.filename == str(self._path(key)):
-            return StorageNotFoundError(message)
-        return StorageError(message)
-
-
-# -- s3:// -----------------------------------------------------------------------------
+    return S3Store(bucket, prefix, client)
 
 
 class S3Store:
@@ -325,7 +123,7 @@ class S3Store:
     def get_file(self, key: str, path: Path) -> None:
         name = self._name(key)
         try:
-            with _temp_beside(path) as (stream, temp):
+            with temp_beside(path) as (stream, temp):
                 stream.close()
                 self.client.download_file(self.bucket, name, str(temp), Config=self.transfer_config)
                 os.replace(temp, path)
@@ -353,7 +151,7 @@ class S3Store:
             raise self._error(name, "deleting", error) from error
 
     def _name(self, key: str) -> str:
-        _check_key(key, where=self.describe())
+        check_key(key, where=self.describe())
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _where(self, name: str) -> str:
