@@ -10,8 +10,10 @@ PACKAGES = [
     "executor.context",
     "executor.dockerfile",
     "executor.oci",
+    "executor.oci.archive",
     "executor.registry",
     "executor.sandbox",
+    "executor.storage",
     "farm.cli",
 ]
 
