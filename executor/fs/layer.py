@@ -130,11 +130,11 @@ def write_layer(
             sink.finish()
             try:
                 out.flush()
-                # Durable before it gets its final name: a crash never leaves a
-                # short file under a name that promises a complete layer.
-                os.fsync(out.fileno())
             except OSError as exc:
                 raise LayerError(f"writing layer {dest}: {exc.strerror or exc}") from exc
+        # No fsync: a layer lives in the build's workspace, which a retried build
+        # wipes (tasks/build.py), so no later run can meet a file cut short by a
+        # crash. The rename still means complete to every reader in this build.
         os.replace(tmp, dest)
     except OSError as exc:
         _remove(tmp)
