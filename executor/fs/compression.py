@@ -33,6 +33,9 @@ from executor.errors import LayerError
 # imported from there so this module depends on nothing but the error tree).
 CHUNK_SIZE = 1 << 20
 
+# What compressors take: the layer writer passes views of a reused read buffer.
+Buffer = bytes | bytearray | memoryview
+
 COMPRESSIONS = ("gzip", "zstd", "none")
 # Default levels: gzip 1 is ISA-L's fast level (zlib 6's ratio on text, ~10x the
 # speed); zstd 3 is the zstd CLI's.
@@ -57,15 +60,19 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class Compressor(Protocol):
-    """Turns chunks of tar bytes into chunks of compressed bytes."""
+    """Turns chunks of tar bytes into chunks of compressed bytes.
 
-    def compress(self, data: bytes) -> bytes: ...
+    The result of ``compress`` is used before the next call and may be ``data``
+    itself (no compression), so a caller that reuses its buffer must use it first.
+    """
+
+    def compress(self, data: Buffer) -> Buffer: ...
 
     def flush(self) -> bytes: ...
 
 
 class _Identity:
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: Buffer) -> Buffer:
         return data
 
     def flush(self) -> bytes:
@@ -88,7 +95,7 @@ class _Gzip:
         # matches would reach back over the stored bytes it never saw.
         self._deflating = False
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: Buffer) -> bytes:
         self._crc = isal_zlib.crc32(data, self._crc)
         self._size += len(data)
         head, self._header = self._header, b""
@@ -115,7 +122,7 @@ class _Gzip:
         return head + rest + trailer
 
 
-def _incompressible(data: bytes) -> bool:
+def _incompressible(data: Buffer) -> bool:
     """Whether deflate would barely shrink ``data``, judged from its start and middle."""
     view = memoryview(data)
     for start in (0, (len(data) - _SAMPLE_BYTES) // 2):
@@ -129,7 +136,7 @@ class _Zstd:
     def __init__(self, level: int) -> None:
         self._obj = zstandard.ZstdCompressor(level=level).compressobj()
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: Buffer) -> bytes:
         out: bytes = self._obj.compress(data)
         return out
 

@@ -23,12 +23,20 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import Enum
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from executor.errors import LayerError
 from executor.oci.digest import CHUNK_SIZE
 
-__all__ = ["BLOCK_SIZE", "ByteSink", "EntryType", "TarHeader", "TarWriter", "encode_header"]
+__all__ = [
+    "BLOCK_SIZE",
+    "ByteSink",
+    "Content",
+    "EntryType",
+    "TarHeader",
+    "TarWriter",
+    "encode_header",
+]
 
 BLOCK_SIZE = 512
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
@@ -90,9 +98,16 @@ class TarHeader:
 
 
 class ByteSink(Protocol):
-    """Where the tar bytes go."""
+    """Where the tar bytes go. ``data`` may be a view of a buffer that is reused once
+    ``write`` returns: a sink that keeps bytes for later must copy them."""
 
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
+class Content(Protocol):
+    """A file's bytes, read into a buffer (files opened with ``buffering=0``, BytesIO)."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 class TarWriter:
@@ -101,8 +116,11 @@ class TarWriter:
     def __init__(self, sink: ByteSink) -> None:
         self._sink = sink
         self._closed = False
+        # File contents are read into this one buffer, so a big file costs no fresh
+        # memory per chunk (each fresh MiB is 256 page faults); created on first use.
+        self._buffer: memoryview | None = None
 
-    def add(self, header: TarHeader, content: BinaryIO | None = None) -> None:
+    def add(self, header: TarHeader, content: Content | None = None) -> None:
         """Write one entry; ``content`` gives exactly ``header.size`` bytes, read in chunks."""
         if self._closed:
             raise LayerError("adding to a closed tar archive")
@@ -111,17 +129,19 @@ class TarWriter:
             return
         if content is None:
             raise LayerError(f"{_display(header.name)}: no content for {header.size} bytes")
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(CHUNK_SIZE))
         remaining = header.size
         while remaining:
-            chunk = content.read(min(remaining, CHUNK_SIZE))
-            if not chunk:
+            count = content.readinto(self._buffer[: min(remaining, CHUNK_SIZE)])
+            if not count:
                 # The file shrank after it was stat'ed; the header already promised more.
                 raise LayerError(
                     f"{_display(header.name)}: changed while being read: got "
                     f"{header.size - remaining} of {header.size} bytes"
                 )
-            self._sink.write(chunk)
-            remaining -= len(chunk)
+            self._sink.write(self._buffer[:count])
+            remaining -= count
         tail = header.size % BLOCK_SIZE
         if tail:
             self._sink.write(_ZERO_BLOCK[tail:])
