@@ -19,6 +19,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from io import FileIO
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,7 +32,7 @@ from executor.fs.changes import (
     plan_changes,
     walk_tree,
 )
-from executor.fs.compression import COMPRESSIONS, Compressor, compressor
+from executor.fs.compression import COMPRESSIONS, Buffer, Compressor, compressor
 from executor.fs.tarwriter import EntryType, TarHeader, TarWriter
 from executor.oci.digest import CHUNK_SIZE, Digest, Hasher
 from executor.oci.mediatype import MediaType, layer_type
@@ -130,11 +131,11 @@ def write_layer(
             sink.finish()
             try:
                 out.flush()
-                # Durable before it gets its final name: a crash never leaves a
-                # short file under a name that promises a complete layer.
-                os.fsync(out.fileno())
             except OSError as exc:
                 raise LayerError(f"writing layer {dest}: {exc.strerror or exc}") from exc
+        # No fsync: a layer lives in the build's workspace, which a retried build
+        # wipes (tasks/build.py), so no later run can meet a file cut short by a
+        # crash. The rename still means complete to every reader in this build.
         os.replace(tmp, dest)
     except OSError as exc:
         _remove(tmp)
@@ -189,7 +190,7 @@ class _LayerSink:
         self.blob = Hasher() if hash_compressed else None
         self.written = 0
 
-    def write(self, data: bytes, /) -> None:
+    def write(self, data: bytes | memoryview, /) -> None:
         if len(self._pending) + len(data) < _BATCH_SIZE:
             self._pending += data
             return
@@ -208,11 +209,11 @@ class _LayerSink:
             self._feed(bytes(self._pending))
             self._pending.clear()
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         self.diff.update(data)
         self._emit(self._pack.compress(data))
 
-    def _emit(self, packed: bytes) -> None:
+    def _emit(self, packed: Buffer) -> None:
         if not packed:
             return
         if self.blob is not None:
@@ -341,7 +342,7 @@ def _xattrs(path: bytes) -> tuple[tuple[bytes, bytes], ...]:
 
 
 @contextmanager
-def _open_regular(path: bytes, st: os.stat_result) -> Iterator[BinaryIO]:
+def _open_regular(path: bytes, st: os.stat_result) -> Iterator[FileIO]:
     """Open a regular file without following a symlink swapped in since the lstat."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
     with open(fd, "rb", buffering=0) as f:

@@ -23,12 +23,20 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import Enum
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from executor.errors import LayerError
 from executor.oci.digest import CHUNK_SIZE
 
-__all__ = ["BLOCK_SIZE", "ByteSink", "EntryType", "TarHeader", "TarWriter", "encode_header"]
+__all__ = [
+    "BLOCK_SIZE",
+    "ByteSink",
+    "Content",
+    "EntryType",
+    "TarHeader",
+    "TarWriter",
+    "encode_header",
+]
 
 BLOCK_SIZE = 512
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
@@ -37,10 +45,18 @@ _NAME_WIDTH = 100
 _ID_WIDTH = 8
 _NUMBER_WIDTH = 12
 _XATTR_PREFIX = b"SCHILY.xattr."
-# POSIX ustar header layout: name, mode, uid, gid, size, mtime, chksum, typeflag,
-# linkname, magic+version, uname, gname, devmajor, devminor, prefix, then padding
-# to 512 bytes. "s" fields are cut or NUL-padded to their width by struct.
-_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+# POSIX ustar header layout: name, then mode, uid, gid, size and mtime (written
+# together as one field here), chksum, typeflag, linkname, magic+version, uname,
+# gname, devmajor+devminor, prefix, then padding to 512 bytes. "s" fields are cut
+# or NUL-padded to their width by struct.
+_USTAR = struct.Struct("100s48s8sc100s8s32s32s16s155s12x")
+_MAGIC = b"ustar\x0000"
+# mode, uid and gid in 8 bytes, size and mtime in 12: octal digits and a NUL.
+_NUMBERS = b"%07o\x00%07o\x00%07o\x00%011o\x00%011o\x00"
+_DEVICES = b"%07o\x00%07o\x00"
+# What the fields every header has alike add to the checksum: the magic, and the
+# checksum field itself, counted as eight spaces. Empty fields add nothing.
+_FIXED_SUM = sum(_MAGIC) + 8 * ord(" ")
 # The name of a pax header entry, as Go's archive/tar writes it: readers that do
 # not know pax extract it as a plain file beside the real one, never over it.
 _PAX_DIR = b"PaxHeaders.0"
@@ -82,9 +98,16 @@ class TarHeader:
 
 
 class ByteSink(Protocol):
-    """Where the tar bytes go."""
+    """Where the tar bytes go. ``data`` may be a view of a buffer that is reused once
+    ``write`` returns: a sink that keeps bytes for later must copy them."""
 
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
+class Content(Protocol):
+    """A file's bytes, read into a buffer (files opened with ``buffering=0``, BytesIO)."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 class TarWriter:
@@ -93,8 +116,11 @@ class TarWriter:
     def __init__(self, sink: ByteSink) -> None:
         self._sink = sink
         self._closed = False
+        # File contents are read into this one buffer, so a big file costs no fresh
+        # memory per chunk (each fresh MiB is 256 page faults); created on first use.
+        self._buffer: memoryview | None = None
 
-    def add(self, header: TarHeader, content: BinaryIO | None = None) -> None:
+    def add(self, header: TarHeader, content: Content | None = None) -> None:
         """Write one entry; ``content`` gives exactly ``header.size`` bytes, read in chunks."""
         if self._closed:
             raise LayerError("adding to a closed tar archive")
@@ -103,17 +129,19 @@ class TarWriter:
             return
         if content is None:
             raise LayerError(f"{_display(header.name)}: no content for {header.size} bytes")
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(CHUNK_SIZE))
         remaining = header.size
         while remaining:
-            chunk = content.read(min(remaining, CHUNK_SIZE))
-            if not chunk:
+            count = content.readinto(self._buffer[: min(remaining, CHUNK_SIZE)])
+            if not count:
                 # The file shrank after it was stat'ed; the header already promised more.
                 raise LayerError(
                     f"{_display(header.name)}: changed while being read: got "
                     f"{header.size - remaining} of {header.size} bytes"
                 )
-            self._sink.write(chunk)
-            remaining -= len(chunk)
+            self._sink.write(self._buffer[:count])
+            remaining -= count
         tail = header.size % BLOCK_SIZE
         if tail:
             self._sink.write(_ZERO_BLOCK[tail:])
@@ -133,15 +161,14 @@ def encode_header(header: TarHeader) -> bytes:
         pax[b"path"] = name
     if len(header.linkname) > _NAME_WIDTH:
         pax[b"linkpath"] = header.linkname
-    numbers = {
-        b"uid": (header.uid, _ID_WIDTH),
-        b"gid": (header.gid, _ID_WIDTH),
-        b"size": (header.size, _NUMBER_WIDTH),
-        b"mtime": (header.mtime, _NUMBER_WIDTH),
-    }
-    for key, (value, width) in numbers.items():
-        if not _fits(value, width):
-            pax[key] = str(value).encode("ascii")
+    if not _fits(header.uid, _ID_WIDTH):
+        pax[b"uid"] = b"%d" % header.uid
+    if not _fits(header.gid, _ID_WIDTH):
+        pax[b"gid"] = b"%d" % header.gid
+    if not _fits(header.size, _NUMBER_WIDTH):
+        pax[b"size"] = b"%d" % header.size
+    if not _fits(header.mtime, _NUMBER_WIDTH):
+        pax[b"mtime"] = b"%d" % header.mtime
     for xname, xvalue in header.xattrs:
         pax[_XATTR_PREFIX + xname] = xvalue
     main = _ustar_block(
@@ -194,35 +221,40 @@ def _ustar_block(
     for what, value in (("mode", mode), ("devmajor", devmajor), ("devminor", devminor)):
         if not _fits(value, _ID_WIDTH):
             raise LayerError(f"{_display(name)}: {what} {value} does not fit a tar header")
-    block = _USTAR.pack(
+    name = name[:_NAME_WIDTH]
+    linkname = linkname[:_NAME_WIDTH]
+    numbers = _NUMBERS % (
+        mode,
+        _fitted(uid, _ID_WIDTH),
+        _fitted(gid, _ID_WIDTH),
+        _fitted(size, _NUMBER_WIDTH),
+        _fitted(mtime, _NUMBER_WIDTH),
+    )
+    devices = _DEVICES % (devmajor, devminor)
+    # The checksum is the sum of the header's bytes; summing only the fields that
+    # vary costs a fraction of summing all 512 (most are NUL).
+    checksum = _FIXED_SUM + sum(name) + sum(numbers) + typeflag[0] + sum(linkname) + sum(devices)
+    return _USTAR.pack(
         name,
-        _octal(mode, _ID_WIDTH),
-        _octal(uid, _ID_WIDTH),
-        _octal(gid, _ID_WIDTH),
-        _octal(size, _NUMBER_WIDTH),
-        _octal(mtime, _NUMBER_WIDTH),
-        b" " * 8,  # the checksum counts its own field as spaces
+        numbers,
+        b"%06o\x00 " % checksum,
         typeflag,
         linkname,
-        b"ustar\x0000",
+        _MAGIC,
         b"",  # uname and gname stay empty so no host user database leaks in
         b"",
-        _octal(devmajor, _ID_WIDTH),
-        _octal(devminor, _ID_WIDTH),
+        devices,
         b"",  # prefix: unused, long names go to pax
     )
-    return block[:148] + b"%06o\x00 " % sum(block) + block[156:]
 
 
 def _fits(value: int, width: int) -> bool:
     return 0 <= value < 1 << (3 * (width - 1))  # width-1 octal digits
 
 
-def _octal(value: int, width: int) -> bytes:
-    """An octal field, or zeros when the real value is carried by a pax record."""
-    if not _fits(value, width):
-        value = 0
-    return b"%0*o\x00" % (width - 1, value)
+def _fitted(value: int, width: int) -> int:
+    """The value for a numeric field, or 0 when a pax record carries the real one."""
+    return value if _fits(value, width) else 0
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:

@@ -13,12 +13,12 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 import requests
 
 from executor.errors import DigestMismatchError, ManifestError, RegistryError
-from executor.oci.digest import Digest, VerifyingReader
+from executor.oci.digest import Digest, Reader, VerifyingReader
 from executor.oci.image import BlobOpener, RawManifest
 from executor.oci.manifest import Descriptor
 from executor.oci.mediatype import ACCEPTED_MANIFEST_TYPES
@@ -33,21 +33,49 @@ MAX_MANIFEST_BYTES = 4 << 20
 # to a registry that kept part of it, and so proxies with body limits cope.
 CHUNKED_UPLOAD_THRESHOLD = 64 << 20
 UPLOAD_CHUNK_BYTES = 16 << 20
+# Upload bodies stream from the source in blocks of this size: large enough that
+# per-block Python costs vanish, small enough that parallel uploads stay light.
+SEND_BLOCK_BYTES = 1 << 20
 _ACCEPT = ", ".join(ACCEPTED_MANIFEST_TYPES)
 
 
-class _SizedReader:
-    """A read-only stream with a known length, so requests sends Content-Length."""
+class _BodyPart:
+    """The next ``length`` bytes of a stream as a request body, read in blocks.
 
-    def __init__(self, stream: IO[bytes] | BinaryIO, length: int) -> None:
+    ``__len__`` makes requests send Content-Length, and with no ``read`` method
+    urllib3 sends the blocks as they come rather than reading 16 KiB at a time.
+    ``final``: the part ends the blob, so the stream must end with it; the probe
+    for that end happens before the last block goes out, so a source that fails
+    its digest check (a VerifyingReader) stops the request before it completes.
+    """
+
+    def __init__(self, stream: Reader, length: int, *, final: bool, what: str) -> None:
         self._stream = stream
         self._length = length
+        self._final = final
+        self._what = what
 
     def __len__(self) -> int:
         return self._length
 
-    def read(self, size: int = -1) -> bytes:
-        return self._stream.read(size)
+    def __iter__(self) -> Iterator[bytes]:
+        left = self._length
+        while left:
+            block = self._stream.read(min(left, SEND_BLOCK_BYTES))
+            if not block:
+                raise DigestMismatchError(
+                    f"{self._what}: the source ended {left} bytes short of the descriptor's size"
+                )
+            left -= len(block)
+            if not left and self._final:
+                _check_end(self._stream, self._what)
+            yield block
+
+
+def _check_end(stream: Reader, what: str) -> None:
+    """Read past the blob's last byte: a verifying source checks its digest here."""
+    if stream.read(1):
+        raise DigestMismatchError(f"{what}: the source has more bytes than the descriptor says")
 
 
 class RegistryClient:
@@ -213,12 +241,15 @@ class RegistryClient:
             ok=frozenset({202}),
         )
         location = self._location(start, what)
+        size = descriptor.size
         with opener() as source:
-            if descriptor.size <= CHUNKED_UPLOAD_THRESHOLD:
-                body: _SizedReader | None = _SizedReader(source, descriptor.size)
+            body: _BodyPart | bytes = b""
+            if size > CHUNKED_UPLOAD_THRESHOLD:
+                location = self._send_chunks(location, source, size, scopes, what)
+            elif size:
+                body = _BodyPart(source, size, final=True, what=what)
             else:
-                location = self._send_chunks(location, source, descriptor, scopes, what)
-                body = None
+                _check_end(source, what)
             self.transport.request(
                 "PUT",
                 location,
@@ -227,9 +258,9 @@ class RegistryClient:
                 params={"digest": str(descriptor.digest)},
                 headers={
                     "Content-Type": "application/octet-stream",
-                    "Content-Length": str(descriptor.size if body is not None else 0),
+                    "Content-Length": str(len(body)),
                 },
-                body=body,  # type: ignore[arg-type]
+                body=body,
                 ok=frozenset({201, 204}),
                 retry=False,
             )
@@ -238,13 +269,13 @@ class RegistryClient:
         self,
         location: str,
         source: BinaryIO,
-        descriptor: Descriptor,
+        size: int,
         scopes: frozenset[str],
         what: str,
     ) -> str:
-        offset = 0
-        while chunk := source.read(UPLOAD_CHUNK_BYTES):
-            end = offset + len(chunk) - 1
+        for offset in range(0, size, UPLOAD_CHUNK_BYTES):
+            length = min(UPLOAD_CHUNK_BYTES, size - offset)
+            end = offset + length - 1
             response = self.transport.request(
                 "PATCH",
                 location,
@@ -253,18 +284,13 @@ class RegistryClient:
                 headers={
                     "Content-Type": "application/octet-stream",
                     "Content-Range": f"{offset}-{end}",
-                    "Content-Length": str(len(chunk)),
+                    "Content-Length": str(length),
                 },
-                body=chunk,
+                body=_BodyPart(source, length, final=end == size - 1, what=what),
                 ok=frozenset({202}),
                 retry=False,
             )
             location = self._location(response, what)
-            offset += len(chunk)
-        if offset != descriptor.size:
-            raise DigestMismatchError(
-                f"{what}: source gave {offset} bytes, descriptor says {descriptor.size}"
-            )
         return location
 
     def _location(self, response: requests.Response, what: str) -> str:

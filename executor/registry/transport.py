@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -45,7 +45,8 @@ _NETWORK_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
 )
 
-Body = bytes | Callable[[], Any] | None
+# bytes, a sized iterable of blocks (streamed with Content-Length), or a factory of either.
+Body = bytes | Iterable[bytes] | Callable[[], Any] | None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ skopeo, umoci and runc."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -310,3 +311,29 @@ def test_shell_maintainer_link_and_workspace_hygiene(
     )  # fmt: skip
     assert failed.returncode == 1 and "exit code 3" in failed.stderr
     assert list(tmpdir.iterdir()) == []
+
+
+def test_layer_of_incompressible_and_text_files_unpacks_with_umoci(
+    busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    # Chunks that would not compress go into the gzip stream as stored blocks between
+    # deflated ones; Go's gzip reader in umoci, which checks every diff_id, must agree.
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        RUN head -c 700000 /dev/urandom > /noise && seq 1 200000 > /text \\
+            && cat /noise /text /noise > /mixed && sha256sum /noise /text /mixed > /sums
+        """,
+    )
+    layout = tmp_path / "layout"
+    result = farm(
+        "build", "--context", str(ctx), "--no-push",
+        "--oci-layout-path", str(layout),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rootfs = unpack_image(layout, "latest", tmp_path / "bundle")
+    for line in (rootfs / "sums").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((rootfs / name.lstrip("/")).read_bytes()).hexdigest() == digest
+    assert (rootfs / "text").stat().st_size > 1_000_000

@@ -29,6 +29,7 @@ from executor.oci.manifest import Descriptor
 from executor.oci.mediatype import MediaType
 from executor.oci.reference import ImageReference
 from executor.registry import client as client_module
+from executor.registry import transport as transport_module
 from executor.registry.auth import Credentials, Keychain, StaticKeychain
 from executor.registry.client import RegistryConnector
 from executor.registry.hosts import RegistryOptions
@@ -116,6 +117,60 @@ def test_large_blobs_go_up_in_chunks(
     client.upload_blob("chunky", desc, lambda: _bytes_opener(data))
     fetched = requests.get(f"{registry.url}/v2/chunky/blobs/{desc.digest}", timeout=10)
     assert fetched.content == data
+
+
+class _RecordingReader:
+    """A source that remembers how much each read asked for."""
+
+    def __init__(self, data: bytes) -> None:
+        self._stream = io.BytesIO(data)
+        self.asked: list[int] = []
+
+    def read(self, size: int = -1) -> bytes:
+        self.asked.append(size)
+        return self._stream.read(size)
+
+
+@pytest.mark.parametrize(
+    ("size", "threshold"),
+    [(0, 1 << 20), (3 * (1 << 20) + 123, 64 << 20), (3 * (1 << 20) + 123, 1 << 20)],
+    ids=["empty", "monolithic", "chunked"],
+)
+def test_uploads_stream_the_source_in_send_blocks(
+    registry: RegistryServer, monkeypatch: pytest.MonkeyPatch, size: int, threshold: int
+) -> None:
+    monkeypatch.setattr(client_module, "CHUNKED_UPLOAD_THRESHOLD", threshold)
+    monkeypatch.setattr(client_module, "UPLOAD_CHUNK_BYTES", 2 << 20)
+    data = os.urandom(size)
+    desc = Descriptor(MediaType.OCI_LAYER, Digest.of(data), len(data))
+    source = _RecordingReader(data)
+
+    @contextmanager
+    def opener() -> Iterator[BinaryIO]:
+        yield source  # type: ignore[misc]
+
+    _connector().push_client(registry.host).upload_blob("streamed", desc, opener)
+    fetched = requests.get(f"{registry.url}/v2/streamed/blobs/{desc.digest}", timeout=10)
+    assert fetched.content == data
+    # Whole blocks, never a whole chunk in memory; and the end of the source was read.
+    assert max(source.asked) <= client_module.SEND_BLOCK_BYTES
+    assert len(source.asked) <= size // client_module.SEND_BLOCK_BYTES + 3
+
+
+@pytest.mark.parametrize(
+    ("actual", "error"),
+    [(b"x" * 999, "ended 1 bytes short"), (b"x" * 1001, "more bytes than the descriptor")],
+)
+def test_a_source_of_the_wrong_length_fails_at_once(
+    registry: RegistryServer, monkeypatch: pytest.MonkeyPatch, actual: bytes, error: str
+) -> None:
+    # A body shorter than its Content-Length would leave the registry waiting.
+    monkeypatch.setattr(transport_module, "READ_TIMEOUT_SECONDS", 2)
+    desc = Descriptor(MediaType.OCI_LAYER, Digest.of(b"y" * 1000), 1000)
+    client = _connector().push_client(registry.host)
+    with pytest.raises(DigestMismatchError, match=error):
+        client.upload_blob("wrong-length", desc, lambda: _bytes_opener(actual))
+    assert not client.blob_exists("wrong-length", desc)
 
 
 def test_a_lying_blob_is_refused(registry: RegistryServer) -> None:

@@ -322,6 +322,18 @@ def test_digest_and_diff_id_match_the_bytes(tmp_path: Path, compression: str) ->
     assert tar_bytes[-1536:-1024] != bytes(512)
 
 
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+def test_files_of_many_chunks_keep_every_chunk(tmp_path: Path, compression: str) -> None:
+    # Files are read chunk by chunk into one reused buffer: each chunk must be
+    # hashed, compressed and written before the next read overwrites it.
+    text = b"".join(b"line %d of a text file\n" % i for i in range(150_000))
+    files = {"random": os.urandom(2_500_000), "text": text, "tail": os.urandom(1 << 20)}
+    root = make_tree(tmp_path / "root", files)
+    layer = write(tmp_path, root, compression=compression)
+    assert {info.name: data for info, data in read_layer(layer)} == files
+    assert layer.diff_id == Digest("sha256", hashlib.sha256(uncompressed_bytes(layer)).hexdigest())
+
+
 def test_empty_change_list_is_the_well_known_empty_layer(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "root", {"unchanged": b""})
     layer = write(tmp_path, root, [], compression="none")

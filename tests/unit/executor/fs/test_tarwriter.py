@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import tarfile
 
@@ -136,6 +137,29 @@ def test_only_the_announced_size_is_copied() -> None:
         member = tar.extractfile("f")
         assert member is not None
         assert member.read() == b"ab"
+
+
+class _RecordingContent:
+    """File content that remembers the buffers it was asked to fill."""
+
+    def __init__(self, data: bytes) -> None:
+        self._stream = io.BytesIO(data)
+        self.buffers: list[object] = []
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        self.buffers.append(buffer.obj)
+        return self._stream.readinto(buffer)
+
+
+def test_big_contents_are_read_into_one_reused_buffer() -> None:
+    out = io.BytesIO()
+    writer = TarWriter(out)
+    first, second = _RecordingContent(os.urandom(3 << 20)), _RecordingContent(b"x" * (1 << 20))
+    writer.add(TarHeader(b"a", EntryType.REGULAR, size=3 << 20), first)
+    writer.add(TarHeader(b"b", EntryType.REGULAR, size=1 << 20), second)
+    buffers = first.buffers + second.buffers
+    assert len(buffers) >= 4
+    assert all(buffer is buffers[0] for buffer in buffers)
 
 
 def test_content_shorter_than_announced_raises() -> None:
