@@ -251,14 +251,13 @@ class IgnoreMatcher:
 
     def __init__(self, patterns: Sequence[Pattern]) -> None:
         self.patterns = tuple(patterns)
-
-    @property
-    def has_exceptions(self) -> bool:
-        """Whether any ``!`` pattern exists, so an ignored directory must still be walked."""
-        return any(pattern.exclusion for pattern in self.patterns)
+        # Whether any ``!`` pattern exists, so an ignored directory must still be walked.
+        self.has_exceptions = any(pattern.exclusion for pattern in self.patterns)
 
     def matches(self, path: str) -> bool:
         """Tell whether the relative POSIX ``path`` is ignored (last match wins)."""
+        if not self.patterns:
+            return False  # most contexts: no .dockerignore, no --exclude
         path = go_clean(path)
         if path in (".", "/"):
             return False  # moby: "don't let them exclude everything"
