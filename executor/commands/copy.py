@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import io
+import os
 import posixpath
 import tarfile
 import tempfile
@@ -109,6 +110,7 @@ def copy(state: StageState, inst: Copy) -> None:
         for match in matches:
             if inst.add and not match.is_dir and _is_archive(match.host_path):
                 _unpack_archive(inst, rootfs, match.host_path, dest)
+                copier.forget_dirs()  # the archive may have replaced directories
                 continue
             for entry in context.walk(match):
                 # A directory's contents go into dest; a file goes into dest if dest is a
@@ -119,14 +121,15 @@ def copy(state: StageState, inst: Copy) -> None:
                 if entry.kind is FileKind.DIR:
                     copier.put_dir(target, mode=mode(entry.stat.st_mode), mtime_ns=mtime)
                 elif entry.kind is FileKind.SYMLINK:
-                    copier.put_symlink(
-                        target, str(Path(entry.host_path).readlink()), mtime_ns=mtime
-                    )
+                    copier.put_symlink(target, os.readlink(entry.host_path), mtime_ns=mtime)
                 else:
-                    with open(entry.host_path, "rb") as source:
-                        copier.put_file(
-                            target, source, mode=mode(entry.stat.st_mode), mtime_ns=mtime
-                        )
+                    copier.copy_file(
+                        target,
+                        entry.host_path,
+                        mode=mode(entry.stat.st_mode),
+                        size=entry.stat.st_size,
+                        mtime_ns=mtime,
+                    )
 
 
 def _heredocs(inst: Copy, copier: Copier, dest: str, x: Callable[[str], str], mode: ModeFn) -> None:

@@ -210,7 +210,7 @@ class BuildContext:
         exclude = IgnoreMatcher(match.excludes)
         if not match.is_dir:
             yield ContextFile(
-                host_path=match.host_path,
+                host_path=str(match.host_path),
                 rel_path=match.rel_path,
                 dest=match.dest,
                 kind=FileKind.FILE,
@@ -219,42 +219,50 @@ class BuildContext:
             return
         real = os.path.relpath(match.host_path, self.root)
         real = "" if real == "." else real
-        for sub, info in self._entries(real, excludes=exclude):
+        rel_prefix = f"{real}/" if real else ""
+        dest_prefix = f"{match.dest}/" if match.dest else ""
+        for sub, host_path, info in self._entries(real, excludes=exclude):
             yield ContextFile(
-                host_path=self.root / real / sub,
-                rel_path=posixpath.join(real, sub) if real else sub,
-                dest=posixpath.join(match.dest, sub) if match.dest else sub,
-                kind=_kind(info),
+                host_path=host_path,
+                rel_path=rel_prefix + sub,
+                dest=dest_prefix + sub,
+                kind=_KINDS[stat.S_IFMT(info.st_mode)],
                 stat=info,
             )
 
     def _entries(
         self, directory: str, *, excludes: IgnoreMatcher, top: str | None = None
-    ) -> Iterator[tuple[str, os.stat_result]]:
-        """Yield (path below ``top``, lstat) of visible entries, depth first, sorted.
+    ) -> Iterator[tuple[str, str, os.stat_result]]:
+        """Yield (path below ``top``, host path, lstat) of visible entries, depth first, sorted.
 
         ``excludes`` match paths relative to ``top`` (the copied directory). An
         ignored directory is still walked when exceptions exist, and listed when
         something below it is kept (Docker sends the parents of kept files along).
         """
         top = directory if top is None else top
+        cut = len(top) + 1 if top else 0
+        filtered = bool(self.ignore.patterns or excludes.patterns)
+        walk_hidden = self.ignore.has_exceptions or excludes.has_exceptions
         start = self.root / directory if directory else self.root
         with os.scandir(start) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
         for entry in entries:
             info = entry.stat(follow_symlinks=False)
-            if _kind_or_none(info) is None:
+            file_type = stat.S_IFMT(info.st_mode)
+            if file_type not in _KINDS:
                 continue  # sockets, FIFOs and devices are not copied
-            rel = posixpath.join(directory, entry.name) if directory else entry.name
-            sub = rel[len(top) + 1 :] if top else rel
-            hidden = self.ignore.matches(rel) or excludes.matches(sub)
-            has_exceptions = self.ignore.has_exceptions or excludes.has_exceptions
-            below: list[tuple[str, os.stat_result]] = []
-            if stat.S_ISDIR(info.st_mode) and (not hidden or has_exceptions):
+            rel = f"{directory}/{entry.name}" if directory else entry.name
+            sub = rel[cut:]
+            hidden = filtered and (self.ignore.matches(rel) or excludes.matches(sub))
+            if not hidden:
+                yield sub, entry.path, info
+                if file_type == stat.S_IFDIR:
+                    yield from self._entries(rel, excludes=excludes, top=top)
+            elif walk_hidden and file_type == stat.S_IFDIR:
                 below = list(self._entries(rel, excludes=excludes, top=top))
-            if not hidden or below:
-                yield sub, info
-            yield from below
+                if below:
+                    yield sub, entry.path, info
+                    yield from below
 
 
 def context_digest(context: BuildContext, matches: Sequence[SourceMatch]) -> str:
@@ -267,20 +275,8 @@ def _excluded(exclude: IgnoreMatcher, rel: str) -> bool:
     return exclude.matches(posixpath.basename(rel)) if rel else False
 
 
-def _kind_or_none(info: os.stat_result) -> FileKind | None:
-    if stat.S_ISREG(info.st_mode):
-        return FileKind.FILE
-    if stat.S_ISDIR(info.st_mode):
-        return FileKind.DIR
-    if stat.S_ISLNK(info.st_mode):
-        return FileKind.SYMLINK
-    return None
-
-
-def _kind(info: os.stat_result) -> FileKind:
-    kind = _kind_or_none(info)
-    assert kind is not None
-    return kind
+# The entry types COPY copies, by S_IFMT.
+_KINDS = {stat.S_IFREG: FileKind.FILE, stat.S_IFDIR: FileKind.DIR, stat.S_IFLNK: FileKind.SYMLINK}
 
 
 def open_context(

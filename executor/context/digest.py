@@ -22,7 +22,7 @@ _CHUNK = 1024 * 1024
 DIGEST_VERSION = 1
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path: str | Path) -> str:
     """Return ``sha256:<hex>`` of a regular file's content or a symlink's target."""
     try:
         info = os.lstat(path)

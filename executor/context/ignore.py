@@ -246,31 +246,45 @@ def parse_dockerignore(text: str) -> tuple[Pattern, ...]:
     return parse_patterns(lines)
 
 
+# Directories whose per-pattern results an IgnoreMatcher remembers: a walk meets a
+# directory's entries one after another, so a small memo serves nearly every lookup.
+_PARENT_MEMO_SIZE = 1024
+
+
 class IgnoreMatcher:
     """Decides which context paths an ordered list of patterns hides."""
 
     def __init__(self, patterns: Sequence[Pattern]) -> None:
         self.patterns = tuple(patterns)
-
-    @property
-    def has_exceptions(self) -> bool:
-        """Whether any ``!`` pattern exists, so an ignored directory must still be walked."""
-        return any(pattern.exclusion for pattern in self.patterns)
+        # Whether any ``!`` pattern exists, so an ignored directory must still be walked.
+        self.has_exceptions = any(pattern.exclusion for pattern in self.patterns)
+        self._parent_hits: dict[str, tuple[bool, ...]] = {}
 
     def matches(self, path: str) -> bool:
         """Tell whether the relative POSIX ``path`` is ignored (last match wins)."""
+        if not self.patterns:
+            return False  # most contexts: no .dockerignore, no --exclude
         path = go_clean(path)
         if path in (".", "/"):
             return False  # moby: "don't let them exclude everything"
-        parent = posixpath.dirname(path)
-        parents = parent.split("/") if parent else []
-        prefixes = ["/".join(parents[: i + 1]) for i in range(len(parents))]
+        above = self._hits_above(posixpath.dirname(path))
         matched = False
-        for pattern in self.patterns:
+        for pattern, parent_hit in zip(self.patterns, above, strict=True):
             # An inclusion cannot change an ignored path, nor an exception a kept one.
             if pattern.exclusion != matched:
                 continue
-            hit = pattern.match(path) or any(pattern.match(prefix) for prefix in prefixes)
-            if hit:
+            if parent_hit or pattern.match(path):
                 matched = not pattern.exclusion
         return matched
+
+    def _hits_above(self, parent: str) -> tuple[bool, ...]:
+        """For each pattern, whether it matches ``parent`` or a directory above it."""
+        hits = self._parent_hits.get(parent)
+        if hits is None:
+            parents = parent.split("/") if parent else []
+            prefixes = ["/".join(parents[: i + 1]) for i in range(len(parents))]
+            hits = tuple(any(p.match(prefix) for prefix in prefixes) for p in self.patterns)
+            if len(self._parent_hits) >= _PARENT_MEMO_SIZE:
+                self._parent_hits.clear()
+            self._parent_hits[parent] = hits
+        return hits

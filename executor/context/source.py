@@ -39,9 +39,13 @@ class SourceMatch:
 
 @dataclass(frozen=True)
 class ContextFile:
-    """One entry a COPY would copy: where it is, where it lands, and its lstat."""
+    """One entry a COPY would copy: where it is, where it lands, and its lstat.
 
-    host_path: Path
+    ``host_path`` is a plain string: a directory of small files is walked faster
+    than a Path per entry could be built.
+    """
+
+    host_path: str
     rel_path: str
     dest: str
     kind: FileKind

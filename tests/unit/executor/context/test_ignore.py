@@ -119,3 +119,18 @@ def test_exceptions_are_reported() -> None:
 def test_pattern_value() -> None:
     pattern = Pattern.parse("!/a/./b")
     assert pattern == Pattern("a/b", exclusion=True)
+
+
+def test_one_matcher_answers_each_path_as_a_fresh_one_would() -> None:
+    # A matcher remembers what its patterns say about each parent directory; the
+    # answers must not depend on the paths asked before, in any order.
+    text = "docs\n!docs/keep.md\nbuild/**\n*/tmp\n**/*.pyc\n"
+    paths = [
+        "docs/drop.md", "docs/keep.md", "src/docs/x", "src/a.py", "src/a.pyc",
+        "build/out/x", "src/build/x", "a/tmp", "a/tmp/x", "a/b/tmp", "docs/keep.md/x",
+        "src/a.py", "docs", "build", "a/tmp",
+    ]  # fmt: skip
+    shared = _matcher(text)
+    for order in (paths, list(reversed(paths))):
+        assert [shared.matches(p) for p in order] == [_matcher(text).matches(p) for p in order]
+    assert [shared.matches(p) for p in paths[:4]] == [True, False, False, False]

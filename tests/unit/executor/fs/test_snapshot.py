@@ -1,5 +1,6 @@
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,61 @@ def test_xattr_only_change_is_seen(tmp_path: Path) -> None:
     except OSError:
         pytest.skip("this filesystem refuses user xattrs")
     assert _changes(tmp_path, lambda: os.setxattr(path, "user.mark", b"v")) == {("etc/passwd", A)}
+
+
+def _remove_sibling_trees(root: Path) -> None:
+    shutil.rmtree(root / "a/b")
+    shutil.rmtree(root / "a/b-x")
+
+
+def _replace_dir_by_file(root: Path) -> None:
+    shutil.rmtree(root / "a/b")
+    (root / "a/b").write_text("f")
+
+
+def _replace_file_by_dir(root: Path) -> None:
+    (root / "a/f").unlink()
+    (root / "a/f").mkdir()
+    (root / "a/f/g").write_text("g")
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        # "a/b-x" sorts between "a/b" and "a/b/c": a flat sorted walk reported "a/b/c"
+        # too, and its whiteout needed the removed "a/b" as a parent.
+        (_remove_sibling_trees, {("a", A), ("a/b", D), ("a/b-x", D)}),
+        # The file replaces the whole tree; a whiteout below it could not be written.
+        (_replace_dir_by_file, {("a", A), ("a/b", A)}),
+        (_replace_file_by_dir, {("a", A), ("a/f", A), ("a/f/g", A)}),
+    ],
+)
+def test_removed_trees_are_reported_by_their_top_only(
+    tmp_path: Path, step: Callable[[Path], None], expected: set[tuple[str, ChangeKind]]
+) -> None:
+    (tmp_path / "a/b/sub").mkdir(parents=True)
+    (tmp_path / "a/b/c").write_text("c")
+    (tmp_path / "a/b/sub/d").write_text("d")
+    (tmp_path / "a/b-x").mkdir()
+    (tmp_path / "a/b-x/y").write_text("y")
+    (tmp_path / "a/f").write_text("f")
+    os.utime(tmp_path / "a", ns=(0, 0))
+    assert _changes(tmp_path, lambda: step(tmp_path)) == expected
+
+
+def test_an_ignored_path_below_the_root_is_neither_reported_nor_walked(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    os.utime(tmp_path / "var/lib", ns=(0, 0))
+    snap = WalkSnapshotter(ignore=["/var/lib/app/"])
+    snap.begin(tmp_path)
+    (tmp_path / "var/lib/app/new").write_text("n")
+    (tmp_path / "var/lib/other").write_text("o")
+    assert snap.finish() == [Change("var/lib", A), Change("var/lib/other", A)]
+
+
+def test_a_removed_hard_link_leaves_the_other_name_unchanged(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    os.link(tmp_path / "etc/passwd", tmp_path / "var/lib/app/passwd")
+    os.utime(tmp_path / "var/lib/app", ns=(0, 0))
+    changes = _changes(tmp_path, (tmp_path / "var/lib/app/passwd").unlink)
+    assert changes == {("var/lib/app", A), ("var/lib/app/passwd", D)}
