@@ -37,7 +37,7 @@ from executor.oci.digest import Digest
 from executor.oci.manifest import Platform
 from executor.oci.reference import ImageReference
 from executor.options import BuildOptions
-from executor.output import write_outputs
+from executor.output import EarlyUploads, write_outputs
 from executor.registry.client import RegistryConnector
 from executor.report import BuildReporter
 from executor.sandbox.probes import ProbeCache
@@ -291,9 +291,22 @@ def build(
         meta_args=meta,
         created=created_timestamp(options),
     )
-    final = _run_stages(needed, services, stages, connector, meta)
-    image = _finish(final.image, options, services.created)
-    digest = write_outputs(image, options, connector, reporter)
+    early = None
+    if not options.no_push and options.destinations:
+        early = EarlyUploads(connector, options.destinations[0], reporter)
+        final_index = needed[-1].index
+        offer = early.offer
+        services.on_layer = lambda index, layer: offer(layer) if index == final_index else None
+    try:
+        final = _run_stages(needed, services, stages, connector, meta)
+        image = _finish(final.image, options, services.created)
+        if early is not None:
+            with reporter.phase("push"):
+                early.finish()
+        digest = write_outputs(image, options, connector, reporter)
+    finally:
+        if early is not None:
+            early.abandon()
     timings = dict(reporter.timings)
     timings["total"] = time.monotonic() - started
     if options.timings_file is not None:

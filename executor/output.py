@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from executor.image import BuildImage
+from concurrent.futures import ThreadPoolExecutor
+
+from executor.errors import ExecutorError
+from executor.image import BuildImage, LayerRef
 from executor.oci.archive import DockerArchiveSink
 from executor.oci.copy import copy_image
 from executor.oci.digest import Digest
 from executor.oci.layout import OciLayoutSink
+from executor.oci.reference import ImageReference
 from executor.options import BuildOptions
 from executor.registry.client import RegistryConnector
 from executor.registry.remote import RegistrySink
@@ -23,16 +27,20 @@ def write_outputs(
     source = image.source()
     digest = source.raw.digest
     if not options.no_push:
+        pushed: list[ImageReference] = []
         for destination in options.destinations:
             same_registry = destination.registry == image.origin_registry
             mount_from = (
                 [image.origin_repository] if same_registry and image.origin_repository else []
             )
+            # A second destination on one registry mounts what the first uploaded.
+            mount_from += [p.repository for p in pushed if p.registry == destination.registry]
             sink = RegistrySink(connector, destination, mount_from=mount_from)
             with reporter.phase("push"):
                 copy_image(source, sink)
             reporter.count("pushed", sink.uploaded_bytes)  # not what was mounted or present
             reporter.info(f"pushed {destination.name}@{digest}")
+            pushed.append(destination)
     if options.tar_path is not None:
         tags = [str(d) for d in options.destinations if d.tag]
         copy_image(source, DockerArchiveSink(options.tar_path, tags))
@@ -47,3 +55,42 @@ def write_outputs(
         lines = [f"{d.name}@{digest}\n" for d in options.destinations]
         options.image_name_with_digest_file.write_text("".join(lines))
     return digest
+
+
+class EarlyUploads:
+    """Uploads the final stage's layers to the first destination while the build goes on.
+
+    The push at the end then finds them there (HEAD before push) and sends only the
+    rest, so a big layer's upload overlaps the steps after it instead of waiting for
+    the last one. One upload at a time: the steps need the cores more. A failed early
+    upload is no error: the push at the end tries again, and reports what fails.
+    """
+
+    def __init__(
+        self, connector: RegistryConnector, destination: ImageReference, reporter: BuildReporter
+    ) -> None:
+        self._sink = RegistrySink(connector, destination)
+        self._reporter = reporter
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="early-upload")
+
+    def offer(self, layer: LayerRef) -> None:
+        self._pool.submit(self._upload, layer)
+
+    def _upload(self, layer: LayerRef) -> None:
+        descriptor = layer.descriptor
+        try:
+            if not self._sink.has_blob(descriptor):
+                self._sink.put_blob(descriptor, layer.open)
+        except ExecutorError as exc:
+            self._reporter.info(
+                f"uploading layer {descriptor.digest.short} early: {exc} (the push will retry)"
+            )
+
+    def finish(self) -> None:
+        """Wait for the uploads under way; what they sent counts as pushed."""
+        self._pool.shutdown(wait=True)
+        self._reporter.count("pushed", self._sink.uploaded_bytes)
+
+    def abandon(self) -> None:
+        """The build failed: drop queued uploads and wait for the one running."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

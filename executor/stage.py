@@ -58,6 +58,8 @@ class BuildServices:
     escape: str = "\\"
     meta_args: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    # Told of each layer as it is written, with its stage's index (early uploads).
+    on_layer: Callable[[int, LayerRef], None] = lambda index, layer: None
 
     def layer_options(self) -> LayerOptions:
         return LayerOptions(
@@ -156,6 +158,7 @@ def run_step(state: StageState, instruction: Instruction) -> None:
     if changes:
         with services.reporter.phase("layer"):
             layer = _write(services, rootfs, changes)
+        services.on_layer(state.index, layer)
     state.record(instruction.original, layer)
 
 

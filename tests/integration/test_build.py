@@ -337,3 +337,48 @@ def test_layer_of_incompressible_and_text_files_unpacks_with_umoci(
         digest, name = line.split()
         assert hashlib.sha256((rootfs / name.lstrip("/")).read_bytes()).hexdigest() == digest
     assert (rootfs / "text").stat().st_size > 1_000_000
+
+
+def test_final_stage_layers_are_uploaded_while_later_steps_run(
+    busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    """The second RUN sees the repository appear in the registry's catalog: the first
+    RUN's layer is on its way before the build ends. Each blob is uploaded once."""
+    host = busybox_image.registry.host
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"""
+        FROM {busybox_image.reference}
+        RUN head -c 1000000 /dev/urandom > /big
+        RUN for i in $(seq 100); do \\
+              wget -q -O- http://{host}/v2/_catalog | grep -q team/early && break; sleep 0.1; \\
+            done; wget -q -O- http://{host}/v2/_catalog > /catalog
+        """,
+    )
+    outcome = tmp_path / "outcome.json"
+    result = farm(
+        "build", "--context", str(ctx), "--outcome-file", str(outcome),
+        "--destination", f"{host}/team/early:1", "--destination", f"{host}/team/copy:1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    layout = tmp_path / "layout"
+    subprocess.run(
+        ["skopeo", "copy", "--src-tls-verify=false", f"docker://{host}/team/early:1",
+         f"oci:{layout}:1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    rootfs = unpack_image(layout, "1", tmp_path / "bundle")
+    assert "team/early" in (rootfs / "catalog").read_text()
+    assert "uploading layer" not in result.stderr  # no early upload failed
+    # Uploaded once: the base layer is mounted from its repository, and the second
+    # destination mounts everything from the first.
+    manifest = json.loads((layout / "blobs" / "sha256" / _index_manifest(layout)).read_text())
+    new_blobs = [manifest["config"], *manifest["layers"][1:]]
+    pushed = json.loads(outcome.read_text())["bytes"]["pushed"]
+    assert pushed == sum(blob["size"] for blob in new_blobs)
+
+
+def _index_manifest(layout: Path) -> str:
+    index = json.loads((layout / "index.json").read_text())
+    digest: str = index["manifests"][0]["digest"]
+    return digest.removeprefix("sha256:")
