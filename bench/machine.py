@@ -19,6 +19,8 @@ class Machine:
     kernel: str
     python: str
     tools: tuple[tuple[str, str], ...]  # (tool, version line)
+    # 1, 5 and 15 minute load averages when the run began: how busy the machine was.
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def _cpu_model() -> str:
@@ -68,4 +70,5 @@ def describe_machine(farm: Path) -> Machine:
         kernel=f"{platform.system()} {platform.release()}",
         python=platform.python_version(),
         tools=tools,
+        load_average=os.getloadavg(),
     )

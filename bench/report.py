@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bench.figures import Figure, Section, Target
 from bench.harness import OURS, THEIRS, RunResult
 from bench.machine import Machine
 
-__all__ = ["Summary", "render", "summarise"]
+__all__ = [
+    "MET",
+    "NOT_MET",
+    "Summary",
+    "number",
+    "render",
+    "section_table",
+    "summarise",
+    "targets_table",
+]
+
+MET = "met"
+NOT_MET = "**not met**"
 
 _MIB = 2**20
 _TOP_PHASES = 6  # phases of our --timings-file shown per case
@@ -110,22 +124,11 @@ def _runs_table(results: Sequence[RunResult]) -> list[str]:
     return lines
 
 
-def render(results: Sequence[RunResult], machine: Machine, *, when: datetime, command: str) -> str:
-    """The whole RESULTS.md."""
+def _cold_sections(results: Sequence[RunResult]) -> list[str]:
+    if not results:
+        return []
     summaries = summarise(results)
-    tools = "\n".join(f"- {name}: {version}" for name, version in machine.tools)
-    lines = [
-        "# Benchmark results",
-        "",
-        f"Measured {when.strftime('%Y-%m-%d %H:%M %Z').strip()} with `{command}`.",
-        "",
-        "## Machine",
-        "",
-        f"- CPU: {machine.cpu}, {machine.cores} cores",
-        f"- Memory: {machine.memory_gib:.1f} GiB",
-        f"- Kernel: {machine.kernel}; Python {machine.python}",
-        tools,
-        "",
+    return [
         "## Cold build + push (medians)",
         "",
         "Each run is cold: a new registry holding only the busybox base, a new workspace "
@@ -140,9 +143,114 @@ def render(results: Sequence[RunResult], machine: Machine, *, when: datetime, co
         "",
         *_timings_section(summaries),
         "",
-        "## Every run",
+    ]
+
+
+def render(
+    results: Sequence[RunResult],
+    machine: Machine,
+    *,
+    when: datetime,
+    command: str,
+    sections: Sequence[Section] = (),
+) -> str:
+    """The whole RESULTS.md: the cold runs (if any), then each section of figures."""
+    tools = "\n".join(f"- {name}: {version}" for name, version in machine.tools)
+    load = ", ".join(f"{value:.2f}" for value in machine.load_average)
+    lines = [
+        "# Benchmark results",
         "",
-        *_runs_table(results),
+        f"Measured {when.strftime('%Y-%m-%d %H:%M %Z').strip()} with `{command}`.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {machine.cpu}, {machine.cores} cores",
+        f"- Memory: {machine.memory_gib:.1f} GiB",
+        f"- Kernel: {machine.kernel}; Python {machine.python}",
+        f"- Load average (1, 5, 15 min) when the run began: {load}",
+        tools,
+        "",
+        *targets_table(sections),
+        *_cold_sections(results),
+    ]
+    for section in sections:
+        lines += [*section_table(section), ""]
+    if results:
+        lines += ["## Every cold run", "", *_runs_table(results), ""]
+    return "\n".join(lines)
+
+
+def number(value: float) -> str:
+    """A figure's value: about three significant digits, ``n/a`` if it was not measured."""
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf"
+    size = abs(value)
+    if value == int(value) or size >= 100:
+        return f"{value:,.0f}"  # counts, and large values whose decimals are noise
+    if size >= 10:
+        return f"{value:.1f}"
+    if size >= 1:
+        return f"{value:.2f}"
+    if size >= 0.01:
+        return f"{value:.3f}"
+    return f"{value:.3g}"
+
+
+def _with_unit(text: str, unit: str) -> str:
+    return f"{text} {unit}" if unit else text
+
+
+def _target(target: Target | None, unit: str) -> str:
+    if target is None:
+        return ""
+    return _with_unit(f"{target.bound.value} {number(target.limit)}", unit)
+
+
+def _verdict(figure: Figure) -> str:
+    met = figure.met
+    return "" if met is None else MET if met else NOT_MET
+
+
+def section_table(section: Section) -> list[str]:
+    """``## title``, how it was measured, and a row per figure."""
+    lines = [
+        f"## {section.title}",
+        "",
+        section.method,
+        "",
+        "| figure | value | target | |",
+        "|---|---:|---|---|",
+    ]
+    for figure in section.figures:
+        value = _with_unit(number(figure.value), figure.unit)
+        name = f"{figure.name} ({figure.note})" if figure.note else figure.name
+        lines.append(
+            f"| {name} | {value} | {_target(figure.target, figure.unit)} | {_verdict(figure)} |"
+        )
+    return lines
+
+
+def targets_table(sections: Sequence[Section]) -> list[str]:
+    """Every figure that has a target, in one table; nothing when none has."""
+    rows = [
+        f"| {section.title} | {figure.name} | {_with_unit(number(figure.value), figure.unit)} "
+        f"| {_target(figure.target, figure.unit)} | {_verdict(figure)} |"
+        for section in sections
+        for figure in section.figures
+        if figure.target is not None
+    ]
+    if not rows:
+        return []
+    met = sum(1 for section in sections for figure in section.figures if figure.met is True)
+    return [
+        "## Targets",
+        "",
+        f"{met} of {len(rows)} met (figures and methods in the sections below).",
+        "",
+        "| section | figure | value | target | |",
+        "|---|---|---:|---|---|",
+        *rows,
         "",
     ]
-    return "\n".join(lines)
