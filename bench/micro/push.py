@@ -10,7 +10,7 @@ PUT of the whole blob (up to 64 MiB) or PATCHes of 16 MiB and a closing PUT.
 from __future__ import annotations
 
 import hashlib
-import os
+import math
 import random
 import time
 from collections.abc import Callable
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.figures import Figure, Section, median
+from bench.proc import cpu_seconds, pid_with_argument
 from executor.errors import RegistryError
 from executor.oci.digest import Digest
 from executor.oci.manifest import Descriptor
@@ -32,7 +33,6 @@ __all__ = ["TITLE", "PushRun", "figure_name", "run_push_bench"]
 TITLE = "Registry push on loopback"
 _SEED = 5
 _WRITE_CHUNK = 1 << 20
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -59,24 +59,10 @@ def _write_blob(path: Path, mib: int) -> Descriptor:
     return Descriptor(MediaType.OCI_LAYER, digest, mib * _WRITE_CHUNK)
 
 
-def _process_cpu_seconds(marker: str) -> float:
-    """CPU seconds (user + system) of the one process whose command line holds ``marker``.
-
-    NaN if there is not exactly one: the figure is then left unmeasured, not wrong.
-    """
-    found: list[float] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if marker.encode() in cmdline:
-            # After the comm field: utime and stime are fields 14 and 15 of stat(5).
-            found.append((int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
-    return found[0] if len(found) == 1 else float("nan")
+def _registry_cpu(registry: RegistryServer) -> float:
+    """The registry process's CPU seconds so far; NaN if it cannot be told apart."""
+    pid = pid_with_argument(str(registry.config_path))
+    return math.nan if pid is None else cpu_seconds(pid)
 
 
 class _Measured:
@@ -90,13 +76,12 @@ def _push_once(
     registry: RegistryServer, blob: Path, descriptor: Descriptor, repository: str, into: _Measured
 ) -> None:
     client = RegistryConnector(RegistryOptions(), StaticKeychain({})).push_client(registry.host)
-    marker = str(registry.config_path)
-    registry_before = _process_cpu_seconds(marker)
+    registry_before = _registry_cpu(registry)
     cpu_started, wall_started = time.process_time(), time.perf_counter()
     client.upload_blob(repository, descriptor, lambda: blob.open("rb"))
     wall = time.perf_counter() - wall_started
     into.client_cpu.append(time.process_time() - cpu_started)
-    into.registry_cpu.append(_process_cpu_seconds(marker) - registry_before)
+    into.registry_cpu.append(_registry_cpu(registry) - registry_before)
     into.rate.append(descriptor.size / wall / 1e6)
 
 
