@@ -1,6 +1,10 @@
-"""Benchmark harness: our executor against buildah on reference cases (issue 5).
+"""Benchmark harness (issue 5): cold builds against buildah, micro-benchmarks, a farm.
 
-Run it with ``bench/run``; see ``bench/RESULTS.md`` for the latest output.
+``bench/run`` runs three parts and writes ``bench/RESULTS.md``: the cold build + push
+reference cases, ours against buildah (``harness``, ``cases``); micro-benchmarks of
+what bounds a build: snapshots, layer writing, registry pushes (``micro``); and a
+local farm's latency, submission, throughput and overhead (``farmbench``). Figures
+with a target are marked met or not met (``figures``, ``report``).
 
 Exceptions::
 

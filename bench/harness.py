@@ -28,7 +28,17 @@ from bench.measure import Measurement, RunSpec
 from tests.support.images import build_busybox_layout, push_layout
 from tests.support.registry import RegistryServer
 
-__all__ = ["OURS", "THEIRS", "TOOLS", "BenchSettings", "RunResult", "run_benchmarks"]
+__all__ = [
+    "BASE_TAG",
+    "OURS",
+    "THEIRS",
+    "TOOLS",
+    "BenchSettings",
+    "RunResult",
+    "base_layout",
+    "isolate_credentials",
+    "run_benchmarks",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASE_REPOSITORY = "library/busybox"
@@ -201,7 +211,7 @@ def _run_once(tool: str, target: _Target, settings: BenchSettings) -> RunResult:
     return result
 
 
-def _isolate_credentials(directory: Path) -> None:
+def isolate_credentials(directory: Path) -> None:
     """Point both tools at an empty credentials file: no host credentials are read.
 
     Only DOCKER_CONFIG goes into the environment: docker-registry reads every
@@ -213,15 +223,21 @@ def _isolate_credentials(directory: Path) -> None:
     os.environ["DOCKER_CONFIG"] = str(directory)
 
 
-def run_benchmarks(settings: BenchSettings) -> list[RunResult]:
-    """Every case, `settings.runs` cold runs of each tool, interleaved A B A B."""
-    scratch = settings.scratch
+def base_layout(scratch: Path, progress: Callable[[str], None]) -> Path:
+    """The busybox base as an OCI layout (tag BASE_TAG) in ``scratch``, built once."""
     scratch.mkdir(parents=True, exist_ok=True)
     layout = scratch / "busybox-layout"
     if not (layout / "index.json").exists():
-        settings.progress("building the busybox base layout with umoci")
+        progress("building the busybox base layout with umoci")
         build_busybox_layout(layout, BASE_TAG)
-    _isolate_credentials(scratch / "docker-config")
+    return layout
+
+
+def run_benchmarks(settings: BenchSettings) -> list[RunResult]:
+    """Every case, `settings.runs` cold runs of each tool, interleaved A B A B."""
+    scratch = settings.scratch
+    layout = base_layout(scratch, settings.progress)
+    isolate_credentials(scratch / "docker-config")
     results: list[RunResult] = []
     for case in settings.cases:
         context = prepare_context(case, scratch / "contexts" / case.name)

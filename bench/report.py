@@ -220,15 +220,13 @@ def section_table(section: Section) -> list[str]:
         "",
         section.method,
         "",
-        "| figure | value | target | |",
-        "|---|---:|---|---|",
+        "| figure | value | target | | note |",
+        "|---|---:|---|---|---|",
     ]
     for figure in section.figures:
         value = _with_unit(number(figure.value), figure.unit)
-        name = f"{figure.name} ({figure.note})" if figure.note else figure.name
-        lines.append(
-            f"| {name} | {value} | {_target(figure.target, figure.unit)} | {_verdict(figure)} |"
-        )
+        target = _target(figure.target, figure.unit)
+        lines.append(f"| {figure.name} | {value} | {target} | {_verdict(figure)} | {figure.note} |")
     return lines
 
 
