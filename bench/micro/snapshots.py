@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from bench import BenchError
@@ -149,7 +150,7 @@ class _Timings:
 def _walk_runs(rootfs: Path, runs: int, timings: _Timings) -> None:
     for _ in range(runs):
         walk = WalkSnapshotter()
-        timings.walk_baseline.append(_seconds(lambda: walk.begin(rootfs)))  # noqa: B023
+        timings.walk_baseline.append(_seconds(partial(walk.begin, rootfs)))
         started = time.perf_counter()
         walk.begin(rootfs)
         changes = walk.finish()
@@ -162,7 +163,7 @@ def _sandbox_runs(rootfs: Path, sandbox: Sandbox, run: SnapshotRun, timings: _Ti
     walk.begin(rootfs)  # the baseline a stage already holds
     overlay = OverlaySnapshotter(run.scratch / "overlay-steps")
     for _ in range(run.runs):
-        timings.sandbox_step.append(_seconds(lambda: _empty_step(sandbox, rootfs, None)))
+        timings.sandbox_step.append(_seconds(partial(_empty_step, sandbox, rootfs, None)))
         started = time.perf_counter()
         walk.begin(rootfs, sandboxed=True)
         _empty_step(sandbox, rootfs, None)
