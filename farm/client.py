@@ -18,6 +18,7 @@ from tempfile import TemporaryDirectory
 from celery import Celery
 
 from executor.errors import ExecutorError
+from executor.oci.digest import Digest
 from executor.oci.manifest import Platform
 from executor.oci.reference import ImageReference
 from executor.storage import ObjectStore
@@ -85,8 +86,11 @@ class FarmClient:
         ``secrets`` are ids of secrets the workers provide (FARM_SECRETS_DIR/<id>) for
         ``RUN --mount=type=secret,id=<id>``; their values never leave the workers.
         """
-        request = self._prepare(
-            context,
+        with TemporaryDirectory(prefix="farm-pack-") as tmp:
+            digest = self._upload(context, dockerfile, Path(tmp), {})
+        request = _request(
+            digest,
+            build_id=build_id or new_build_id(),
             destinations=destinations,
             dockerfile=dockerfile,
             build_args=build_args,
@@ -96,88 +100,62 @@ class FarmClient:
             no_push=no_push,
             batch_id=batch_id,
             depends_on=depends_on,
-            build_id=build_id,
             retry_of=retry_of,
             secrets=secrets,
         )
-        self._enqueue(request)
-        return request.build_id
-
-    def _prepare(
-        self,
-        context: Path,
-        *,
-        destinations: Sequence[str],
-        dockerfile: str,
-        build_args: Mapping[str, str] | None,
-        labels: Mapping[str, str] | None,
-        target: str | None,
-        platform: str | None,
-        no_push: bool,
-        batch_id: str | None,
-        depends_on: Sequence[str],
-        build_id: str | None,
-        retry_of: str | None,
-        secrets: Sequence[str] = (),
-    ) -> BuildRequest:
-        """Pack and upload the context; the request, not yet recorded or queued."""
-        with TemporaryDirectory(prefix="farm-pack-") as tmp:
-            packed = pack_context(context, dockerfile=dockerfile, dest_dir=Path(tmp))
-            upload_context(self.store, packed)
-        return BuildRequest(
-            build_id=build_id or new_build_id(),
-            context_digest=packed.digest,
-            dockerfile=dockerfile,
-            destinations=tuple(ImageReference.parse(d) for d in destinations),
-            build_args=dict(build_args or {}),
-            labels=dict(labels or {}),
-            target=target,
-            platform=Platform.parse(platform) if platform else None,
-            no_push=no_push,
-            batch_id=batch_id,
-            depends_on=tuple(depends_on),
-            retry_of=retry_of,
-            submitted_at=time.time(),
-            secrets=tuple(secrets),
-        )
-
-    def _enqueue(self, request: BuildRequest) -> None:
         # Recorded first, then published: the record is in the outbox until the message
         # is on the queue, so a failed publish is sent again by a worker's reaper.
         self.records.create(request)
         self._dispatcher.publish(request)
+        return request.build_id
+
+    def _upload(
+        self, context: Path, dockerfile: str, tmp: Path, packed: dict[tuple[str, str], Digest]
+    ) -> Digest:
+        """Pack and upload ``context`` unless ``packed`` has it; its digest."""
+        key = (str(context.resolve()), dockerfile)
+        if key not in packed:
+            archive = pack_context(context, dockerfile=dockerfile, dest_dir=tmp / str(len(packed)))
+            upload_context(self.store, archive)
+            packed[key] = archive.digest
+        return packed[key]
 
     def submit_batch(
         self, items: Sequence[BatchItem], *, fail_fast: bool = False
     ) -> tuple[str, dict[str, str]]:
         """Submit builds together (depends_on names become ids); return (batch id, name: id).
 
-        Every context is packed and uploaded before anything is recorded or queued, so
-        a bad item fails the whole batch and leaves no half of it running.
+        Every context is packed and uploaded (once, however many builds use it) before
+        anything is recorded or queued, so a bad item fails the whole batch and leaves
+        no half of it running. Records are written in one round trip, and messages go
+        out through one connection.
         """
         batch_id = "batch-" + new_build_id()
         ids = {item.name: new_build_id() for item in items}
+        packed: dict[tuple[str, str], Digest] = {}
+        with TemporaryDirectory(prefix="farm-pack-") as tmp:
+            digests = [
+                self._upload(Path(item.context), item.dockerfile, Path(tmp), packed)
+                for item in items
+            ]
         requests = [
-            self._prepare(
-                Path(item.context),
+            _request(
+                digest,
+                build_id=ids[item.name],
                 destinations=[str(r) for r in item.destinations],
                 dockerfile=item.dockerfile,
                 build_args=item.build_args,
                 labels=item.labels,
                 target=item.target,
-                platform=None,
-                no_push=False,
                 batch_id=batch_id,
                 depends_on=[ids[name] for name in item.depends_on],
-                build_id=ids[item.name],
-                retry_of=None,
                 secrets=item.secrets,
             )
-            for item in items
+            for item, digest in zip(items, digests, strict=True)
         ]
         self.records.create_batch(batch_id, list(ids.values()), fail_fast=fail_fast)
-        for request in requests:
-            self._enqueue(request)
+        self.records.create_many(requests)
+        self._dispatcher.publish_many(requests)
         return batch_id, ids
 
     def get(self, build_id: str) -> BuildRecord:
@@ -300,3 +278,37 @@ class FarmClient:
         self, *, batch_id: str | None = None, state: BuildState | None = None
     ) -> list[BuildRecord]:
         return self.records.list(batch_id=batch_id, state=state)
+
+
+def _request(
+    context_digest: Digest,
+    *,
+    build_id: str,
+    destinations: Sequence[str],
+    dockerfile: str,
+    build_args: Mapping[str, str] | None,
+    labels: Mapping[str, str] | None,
+    target: str | None,
+    batch_id: str | None,
+    depends_on: Sequence[str],
+    secrets: Sequence[str],
+    platform: str | None = None,
+    no_push: bool = False,
+    retry_of: str | None = None,
+) -> BuildRequest:
+    return BuildRequest(
+        build_id=build_id,
+        context_digest=context_digest,
+        dockerfile=dockerfile,
+        destinations=tuple(ImageReference.parse(d) for d in destinations),
+        build_args=dict(build_args or {}),
+        labels=dict(labels or {}),
+        target=target,
+        platform=Platform.parse(platform) if platform else None,
+        no_push=no_push,
+        batch_id=batch_id,
+        depends_on=tuple(depends_on),
+        retry_of=retry_of,
+        submitted_at=time.time(),
+        secrets=tuple(secrets),
+    )

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery
 
@@ -76,13 +78,21 @@ class Dispatcher:
         self._send(request)
         self.records.dispatched(request.build_id)
 
-    def _send(self, request: BuildRequest) -> None:
+    def publish_many(self, requests: Sequence[BuildRequest]) -> None:
+        """Publish every request through one broker connection, then settle the outbox."""
+        with self.app.producer_or_acquire() as producer:
+            for request in requests:
+                self._send(request, producer)
+        self.records.dispatched_many([request.build_id for request in requests])
+
+    def _send(self, request: BuildRequest, producer: Any = None) -> None:
         try:
             self.app.send_task(
                 BUILD_TASK,
                 args=[request.to_json()],
                 queue=self.settings.queue,
                 task_id=f"{request.build_id}-{time.time_ns():x}",
+                producer=producer,
             )
         except Exception as exc:  # kombu raises many types; the outbox has the build
             raise DispatchError(f"publishing build {request.build_id}: {exc}") from exc

@@ -172,32 +172,45 @@ class Records:
 
     def create(self, request: BuildRequest) -> BuildRecord:
         """Record ``request`` as QUEUED; raise DuplicateBuildError if its id is taken."""
-        build_id = request.build_id
-        what = f"creating build record {build_id}"
-        with redis_errors(what):
-            created = self._create(
-                keys=[
-                    self._build_key(build_id),
-                    self._key("builds"),
-                    self._state_key(BuildState.QUEUED),
-                    self._key("outbox"),
-                ],
-                args=[build_id, request.dumps(), repr(self._clock()), BuildState.QUEUED.value],
+        self.create_many([request])
+        record = self.get(request.build_id)
+        if record is None:
+            raise RecordError(
+                f"creating build record {request.build_id}: record vanished after it was written"
             )
-        if not created:
-            raise DuplicateBuildError(f"{what}: build id already in use")
-        if request.depends_on:
-            # An index from each dependency to its dependents: when a build ends, the
-            # worker queues its dependents again (no polling), see tasks/build.py.
-            with redis_errors(what), self._redis.pipeline() as pipe:
+        return record
+
+    def create_many(self, requests: Sequence[BuildRequest]) -> None:
+        """Record every request as QUEUED in one round trip; raise DuplicateBuildError
+        naming the first id already in use (the others are recorded)."""
+        now = repr(self._clock())
+        what = f"creating {len(requests)} build records"
+        with redis_errors(what), self._redis.pipeline(transaction=False) as pipe:
+            for request in requests:
+                build_id = request.build_id
+                self._create(
+                    keys=[
+                        self._build_key(build_id),
+                        self._key("builds"),
+                        self._state_key(BuildState.QUEUED),
+                        self._key("outbox"),
+                    ],
+                    args=[build_id, request.dumps(), now, BuildState.QUEUED.value],
+                    client=pipe,
+                )
+                # An index from each dependency to its dependents: when a build ends,
+                # its dependents are owed a message (see farm/dispatch.py).
                 for dep in request.depends_on:
                     pipe.sadd(self._key("dependents", dep), build_id)
                     pipe.expire(self._key("dependents", dep), self.batch_ttl)
-                pipe.execute()
-        record = self.get(build_id)
-        if record is None:
-            raise RecordError(f"{what}: record vanished after it was written")
-        return record
+            results = pipe.execute()
+        position = 0
+        for request in requests:
+            if not results[position]:
+                raise DuplicateBuildError(
+                    f"creating build record {request.build_id}: build id already in use"
+                )
+            position += 1 + 2 * len(request.depends_on)
 
     def dependents(self, build_id: str) -> builtins.list[str]:
         """Builds that named ``build_id`` in depends_on."""
@@ -309,6 +322,12 @@ class Records:
         """Take ``build_id`` out of the outbox; True for the one caller that removed it."""
         with redis_errors(f"marking build {build_id} dispatched"):
             return bool(self._redis.zrem(self._key("outbox"), build_id))
+
+    def dispatched_many(self, build_ids: Sequence[str]) -> None:
+        """Take every one of ``build_ids`` out of the outbox."""
+        if build_ids:
+            with redis_errors(f"marking {len(build_ids)} builds dispatched"):
+                self._redis.zrem(self._key("outbox"), *build_ids)
 
     def owe_dispatch(self, build_id: str, due: float) -> None:
         """Put ``build_id`` (back) in the outbox, due at ``due``."""

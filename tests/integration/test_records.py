@@ -438,3 +438,20 @@ def test_a_retry_takes_its_place_in_the_batch(records: Records) -> None:
     records.link_retry("solo-00003", "solo2-00003", None)
     solo = records.get("solo-00003")
     assert solo is not None and solo.retried_as == "solo2-00003"
+
+
+def test_create_many_records_a_batch_in_one_go(records: Records) -> None:
+    first = request("many-00001")
+    second = BuildRequest(
+        build_id="many-00002", context_digest=Digest.of(b"ctx"), depends_on=("many-00001",)
+    )
+    records.create_many([first, second])
+    got = [records.get(build_id) for build_id in ("many-00001", "many-00002")]
+    assert [r.state if r else None for r in got] == [BuildState.QUEUED, BuildState.QUEUED]
+    assert got[1] is not None and got[1].request == second
+    assert records.dependents("many-00001") == ["many-00002"]
+    assert sorted(records.overdue(-1)) == ["many-00001", "many-00002"]  # both owed a message
+    records.dispatched_many(["many-00001", "many-00002"])
+    assert records.overdue(-1) == []
+    with pytest.raises(DuplicateBuildError, match="many-00002: build id already in use"):
+        records.create_many([request("many-00003"), second])
