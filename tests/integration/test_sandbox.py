@@ -246,3 +246,20 @@ def test_auto_picks_the_strongest_working_backend() -> None:
     assert choose_sandbox("auto").name == "chroot"
     with pytest.raises(SandboxError, match="unknown sandbox 'jail'"):
         choose_sandbox("jail")
+
+
+@pytest.mark.parametrize("backend", ["chroot", "userns"])
+def test_overlay_step_writes_only_to_the_upper_dir(
+    backend: str, rootfs: Path, tmp_path: Path
+) -> None:
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    script = "echo new > /made; rm /etc/group; grep ' / / ' /proc/self/mountinfo"
+    spec = RunSpec(rootfs, ("sh", "-c", script), env=(PATH,), overlay=(str(upper), str(work)))
+    status, out = run(backend, spec)
+    assert status == 0, out
+    assert (upper / "made").read_text() == "new\n" and not (rootfs / "made").exists()
+    assert (rootfs / "etc" / "group").exists() and (upper / "etc" / "group").is_char_device()
+    # volatile: unmounting the overlay does not sync the whole upper filesystem.
+    assert "overlay" in out and "volatile" in out, out
