@@ -334,6 +334,10 @@ def _exec_step(spec: RunSpec) -> None:
     except OSError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         os._exit(SANDBOX_FAILURE)
+    # Python ignores SIGPIPE and SIGXFSZ and an ignored signal stays ignored across
+    # exec; the step gets the defaults it would get from a shell or Docker.
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signum, signal.SIG_DFL)
     # setgroups is denied in a rootless namespace with a single id; then there are none.
     with contextlib.suppress(PermissionError):
         os.setgroups(list(spec.groups) or [spec.gid])

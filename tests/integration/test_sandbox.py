@@ -263,3 +263,11 @@ def test_overlay_step_writes_only_to_the_upper_dir(
     assert (rootfs / "etc" / "group").exists() and (upper / "etc" / "group").is_char_device()
     # volatile: unmounting the overlay does not sync the whole upper filesystem.
     assert "overlay" in out and "volatile" in out, out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_starts_with_no_signal_ignored(backend: str, rootfs: Path) -> None:
+    # An ignored SIGPIPE would survive exec: `yes` would then complain of a broken pipe.
+    script = "grep SigIgn /proc/self/status; yes | head -n 1"
+    status, out = run(backend, RunSpec(rootfs, ("sh", "-c", script), env=(PATH,)))
+    assert (status, out) == (0, "SigIgn:\t0000000000000000\ny\n")
