@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,11 @@ def prepare_rootfs(spec: RunSpec, points: MountPoints, scratch: Path) -> Prepare
     }
     prepared = Prepared()
     for target, content in etc_files.items():
-        source = scratch / Path(target).name
-        source.write_text(content)
+        # Unique names: steps may share ``scratch`` and run at once.
+        fd, name = tempfile.mkstemp(prefix=f"{Path(target).name}-", dir=scratch)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        source = Path(name)
         source.chmod(0o644)
         prepared.points[target] = points.ensure(target, directory=False)
         prepared.etc[target] = source
@@ -111,16 +116,28 @@ class NamespaceSandbox:
         self.userns = userns
         self.name = "userns" if userns else "chroot"
         self._entries = EntryPool(userns=userns)
+        # Where steps' /etc/hosts and /etc/resolv.conf are written: one dir for the
+        # sandbox's life, as a dir per step cost an rmdir, which on a busy disk waits.
+        self._scratch: Path | None = None
+        self._scratch_lock = threading.Lock()
 
     def run(self, spec: RunSpec, output: OutputSink, *, timeout: float | None = None) -> int:
         points = MountPoints(spec.rootfs)
-        scratch = Path(tempfile.mkdtemp(prefix="farm-sandbox-"))
+        prepared = None
         try:
-            step = step_request(spec, prepare_rootfs(spec, points, scratch))
-            return self._entries.run(step, output, timeout=timeout)
+            prepared = prepare_rootfs(spec, points, self._scratch_dir())
+            return self._entries.run(step_request(spec, prepared), output, timeout=timeout)
         finally:
             points.remove()
-            shutil.rmtree(scratch, ignore_errors=True)
+            for source in prepared.etc.values() if prepared else ():
+                source.unlink(missing_ok=True)
+
+    def _scratch_dir(self) -> Path:
+        with self._scratch_lock:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="farm-sandbox-"))
+                weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
+            return self._scratch
 
     def unavailable(self) -> str | None:
         if self.userns is False and os.geteuid() != 0:

@@ -157,7 +157,7 @@ def test_timeout_kills_the_step(backend: str, rootfs: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", ["chroot", "userns"])
-def test_step_ends_when_the_builder_is_killed(backend: str, rootfs: Path) -> None:
+def test_step_ends_when_the_builder_is_killed(backend: str, rootfs: Path, tmp_path: Path) -> None:
     marker = _sleep_marker()
     script = textwrap.dedent(
         f"""
@@ -179,6 +179,8 @@ def test_step_ends_when_the_builder_is_killed(backend: str, rootfs: Path) -> Non
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).parents[2],
+        # Killed outright, it cannot remove its scratch dir: keep that out of /tmp.
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     try:
         assert builder.stdout is not None
