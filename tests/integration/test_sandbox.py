@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -185,8 +186,11 @@ def test_step_ends_when_the_builder_is_killed(backend: str, rootfs: Path, tmp_pa
     try:
         assert builder.stdout is not None
         assert builder.stdout.readline() == b"started\n"
-        tree = _descendants(builder.pid)
+        deadline = time.monotonic() + 10
+        while not _sleepers(marker) and time.monotonic() < deadline:
+            time.sleep(0.02)  # sh forks sleep after the echo
         assert len(_sleepers(marker)) == 1
+        tree = _descendants(builder.pid)
         # The entry process, the step's leader, its PID 1, sh and sleep at least.
         assert len(tree) >= 4, tree
     finally:
@@ -197,16 +201,26 @@ def test_step_ends_when_the_builder_is_killed(backend: str, rootfs: Path, tmp_pa
 
 
 @pytest.mark.parametrize("backend", ["chroot", "userns"])
-def test_steps_of_one_sandbox_run_at_once(backend: str, rootfs: Path) -> None:
+def test_steps_of_one_sandbox_run_at_once(backend: str, rootfs: Path, tmp_path: Path) -> None:
     # Each step waits for the other to start: they finish only if they run together.
+    # Each has a rootfs of its own, as stages that run at once do, and both see /shared.
     sandbox = make_sandbox(backend)
-    script = "touch /started-{me}; until [ -e /started-{other} ]; do sleep 0.05; done; echo {me}"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    script = "touch /shared/{me}; until [ -e /shared/{other} ]; do sleep 0.05; done; echo {me}"
     results: dict[str, tuple[int, bytes]] = {}
 
     def step(me: str, other: str) -> None:
+        own = tmp_path / f"rootfs-{me}"
+        shutil.copytree(rootfs, own, symlinks=True)
+        spec = RunSpec(
+            own,
+            ("sh", "-c", script.format(me=me, other=other)),
+            env=(PATH,),
+            mounts=(Mount("bind", "/shared", str(shared)),),
+        )
         chunks: list[bytes] = []
-        argv = ("sh", "-c", script.format(me=me, other=other))
-        status = sandbox.run(RunSpec(rootfs, argv, env=(PATH,)), chunks.append, timeout=20)
+        status = sandbox.run(spec, chunks.append, timeout=20)
         results[me] = (status, b"".join(chunks))
 
     threads = [threading.Thread(target=step, args=pair) for pair in (("a", "b"), ("b", "a"))]
