@@ -444,8 +444,12 @@ def _fork(body: Callable[[], int]) -> int:
     return pid
 
 
-def _leader(step: Step, *, flags: int, userns: bool, parent: int, ready: int, go: int) -> int:
-    """The step's top process: unshare, wait for the id maps, fork PID 1 and wait for it."""
+def _leader(step: Step, *, flags: int, parent: int, maps: tuple[int, int] | None) -> int:
+    """The step's top process: unshare, wait for the id maps, fork PID 1 and wait for it.
+
+    ``maps`` (user namespace only): the pipes to say it unshared and to hear its id
+    maps are written.
+    """
     die_with_parent()
     if os.getppid() != parent:
         return SANDBOX_FAILURE  # the entry process died before the line above
@@ -455,13 +459,14 @@ def _leader(step: Step, *, flags: int, userns: bool, parent: int, ready: int, go
     except OSError as exc:
         _say(str(exc))
         return SANDBOX_FAILURE
-    os.write(ready, b"1")
-    if os.read(go, 1) != b"1":
-        return SANDBOX_FAILURE
-    if userns:
+    if maps is not None:
+        ready, go = maps
+        os.write(ready, b"1")
+        if os.read(go, 1) != b"1":
+            return SANDBOX_FAILURE
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-    init = _fork(lambda: _pid1(step, userns=userns))
+    init = _fork(lambda: _pid1(step, userns=maps is not None))
     _, wait_status = os.waitpid(init, 0)
     return _status(wait_status)
 
@@ -469,25 +474,26 @@ def _leader(step: Step, *, flags: int, userns: bool, parent: int, ready: int, go
 def _start(step: Step, *, userns: bool) -> int:
     """Fork the step's leader and, with a user namespace, map its ids; return its pid."""
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC
-    if userns:
-        flags |= CLONE_NEWUSER
     if step["network"] == "none":
         flags |= CLONE_NEWNET
+    parent = os.getpid()
+    if not userns:
+        return _fork(lambda: _leader(step, flags=flags, parent=parent, maps=None))
+    flags |= CLONE_NEWUSER
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
-    parent = os.getpid()
 
     def leader() -> int:
         os.close(ready_r)
         os.close(go_w)
-        return _leader(step, flags=flags, userns=userns, parent=parent, ready=ready_w, go=go_r)
+        return _leader(step, flags=flags, parent=parent, maps=(ready_w, go_r))
 
     pid = _fork(leader)
     os.close(ready_w)
     os.close(go_r)
     try:
         ok = os.read(ready_r, 1) == b"1"  # b"" if it failed and exited
-        if ok and userns:
+        if ok:
             try:
                 write_id_maps(pid)
             except OSError as exc:
