@@ -116,6 +116,8 @@ class NamespaceSandbox:
         self.userns = userns
         self.name = "userns" if userns else "chroot"
         self._entries = EntryPool(userns=userns)
+        # Its start-up overlaps the build's pull and unpack instead of the first RUN.
+        self._entries.start()
         # Where steps' /etc/hosts and /etc/resolv.conf are written: one dir for the
         # sandbox's life, as a dir per step cost an rmdir, which on a busy disk waits.
         self._scratch: Path | None = None
