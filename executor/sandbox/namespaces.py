@@ -11,18 +11,19 @@ capability bounding set is Docker's default one.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sys
 import tempfile
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from executor.errors import SandboxError
+from executor.sandbox.entry import EntryPool
 from executor.sandbox.mountpoints import MountPoints
-from executor.sandbox.process import run_process
-from executor.sandbox.spec import OutputSink, RunSpec
+from executor.sandbox.spec import DEVICES, OutputSink, RunSpec
 
 _HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{host}\n"
 # Probes should answer fast; a backend that hangs is as good as absent.
@@ -56,8 +57,11 @@ def prepare_rootfs(spec: RunSpec, points: MountPoints, scratch: Path) -> Prepare
     }
     prepared = Prepared()
     for target, content in etc_files.items():
-        source = scratch / Path(target).name
-        source.write_text(content)
+        # Unique names: steps may share ``scratch`` and run at once.
+        fd, name = tempfile.mkstemp(prefix=f"{Path(target).name}-", dir=scratch)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        source = Path(name)
         source.chmod(0o644)
         prepared.points[target] = points.ensure(target, directory=False)
         prepared.etc[target] = source
@@ -72,8 +76,8 @@ def prepare_rootfs(spec: RunSpec, points: MountPoints, scratch: Path) -> Prepare
     return prepared
 
 
-def mount_plan(spec: RunSpec, prepared: Prepared) -> str:
-    """The JSON plan enter.py follows: every mount with its resolved host target."""
+def step_request(spec: RunSpec, prepared: Prepared) -> dict[str, Any]:
+    """What enter.py is sent for one step: the spec, with every mount's resolved host target."""
     mounts: list[dict[str, object]] = [
         {"kind": "bind", "source": str(source), "target": str(prepared.points[t]), "ro": False}
         for t, source in prepared.etc.items()
@@ -87,39 +91,55 @@ def mount_plan(spec: RunSpec, prepared: Prepared) -> str:
         }
         for m in spec.mounts
     ]
-    plan = {
+    return {
+        "argv": list(spec.argv),
+        "env": list(spec.env),
+        "workdir": spec.workdir,
+        "uid": spec.uid,
+        "gid": spec.gid,
+        "groups": list(spec.groups),
+        "network": spec.network,
+        "hostname": spec.hostname,
         "root": os.path.realpath(spec.rootfs),
         "proc": str(prepared.points["/proc"]),
         "dev": str(prepared.points["/dev"]),
+        "devices": list(DEVICES),
         "mounts": mounts,
         "overlay": list(spec.overlay) if spec.overlay else None,
     }
-    return json.dumps(plan)
 
 
 class NamespaceSandbox:
-    """Runs a step with ``python -m executor.sandbox.enter`` in new namespaces."""
+    """Runs steps in new namespaces through enter.py processes it keeps for its lifetime."""
 
     def __init__(self, *, userns: bool) -> None:
         self.userns = userns
         self.name = "userns" if userns else "chroot"
+        self._entries = EntryPool(userns=userns)
+        # Its start-up overlaps the build's pull and unpack instead of the first RUN.
+        self._entries.start()
+        # Where steps' /etc/hosts and /etc/resolv.conf are written: one dir for the
+        # sandbox's life, as a dir per step cost an rmdir, which on a busy disk waits.
+        self._scratch: Path | None = None
+        self._scratch_lock = threading.Lock()
 
     def run(self, spec: RunSpec, output: OutputSink, *, timeout: float | None = None) -> int:
         points = MountPoints(spec.rootfs)
-        scratch = Path(tempfile.mkdtemp(prefix="farm-sandbox-"))
+        prepared = None
         try:
-            plan = mount_plan(spec, prepare_rootfs(spec, points, scratch))
-            argv = [sys.executable, "-m", "executor.sandbox.enter"]
-            if self.userns:
-                argv.append("--userns")
-            argv += [spec.to_json(), plan]
-            # The entry process gets a clean environment: nothing of the builder's
-            # (credentials included) reaches the step, which gets spec.env only.
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _package_root()}
-            return run_process(argv, output, env=env, timeout=timeout)
+            prepared = prepare_rootfs(spec, points, self._scratch_dir())
+            return self._entries.run(step_request(spec, prepared), output, timeout=timeout)
         finally:
             points.remove()
-            shutil.rmtree(scratch, ignore_errors=True)
+            for source in prepared.etc.values() if prepared else ():
+                source.unlink(missing_ok=True)
+
+    def _scratch_dir(self) -> Path:
+        with self._scratch_lock:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="farm-sandbox-"))
+                weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
+            return self._scratch
 
     def unavailable(self) -> str | None:
         if self.userns is False and os.geteuid() != 0:
@@ -139,8 +159,3 @@ def probe(sandbox: NamespaceSandbox, spec: RunSpec) -> str | None:
         return None
     text = b"".join(chunks).decode(errors="replace").strip().splitlines()
     return (text[-1] if text else f"exit status {status}").removeprefix("sandbox: ")
-
-
-def _package_root() -> str:
-    """The directory holding the ``executor`` package, for the entry process's imports."""
-    return str(Path(__file__).resolve().parents[2])

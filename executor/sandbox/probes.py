@@ -1,9 +1,10 @@
 """Remembering which sandbox probes passed, so each build does not pay for them again.
 
-A probe starts namespaces (and mounts an overlay) to see that a backend works: about
-0.15 s each, twice per `farm build` with auto settings. A pass is remembered for a
-day per kernel, user and Python in ``$XDG_CACHE_HOME/farm/probes.json`` (or
-``~/.cache``); a failure never is, so a host that gains a feature uses it at once.
+A probe starts namespaces (and mounts an overlay) to see that a backend works: some
+40 ms for a sandbox's first (its entry process starts), 15 ms for the next, on a
+loaded 2-core machine; twice per `farm build` with auto settings. A pass is
+remembered for a day per kernel, user and Python in ``$XDG_CACHE_HOME/farm/probes.json``
+(or ``~/.cache``); a failure never is, so a host that gains a feature uses it at once.
 `farm doctor` always probes afresh.
 """
 

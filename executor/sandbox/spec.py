@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 # The device nodes a build step may use; nothing else of the host's /dev is shown.
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -42,28 +41,6 @@ class RunSpec:
     hostname: str = "buildkitsandbox"  # what Docker's and BuildKit's RUN steps see
     # (upper, work): mount an overlay over the rootfs so the step's writes land in upper.
     overlay: tuple[str, str] | None = None
-
-    def to_json(self) -> str:
-        data: dict[str, Any] = asdict(self)
-        data["rootfs"] = str(self.rootfs)
-        return json.dumps(data)
-
-    @classmethod
-    def from_json(cls, text: str) -> RunSpec:
-        data = json.loads(text)
-        return cls(
-            rootfs=Path(data["rootfs"]),
-            argv=tuple(data["argv"]),
-            env=tuple(data["env"]),
-            workdir=data["workdir"],
-            uid=data["uid"],
-            gid=data["gid"],
-            groups=tuple(data["groups"]),
-            network=data["network"],
-            mounts=tuple(Mount(**m) for m in data["mounts"]),
-            hostname=data["hostname"],
-            overlay=tuple(data["overlay"]) if data.get("overlay") else None,
-        )
 
 
 # Where a step's combined stdout and stderr go, chunk by chunk.

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import subprocess
+import sys
+import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -86,12 +91,152 @@ def test_writes_stay_in_the_rootfs(backend: str, rootfs: Path, tmp_path: Path) -
     assert (rootfs / "made").read_text() == "inside\n"
 
 
+def _sleep_marker() -> str:
+    """A `sleep` duration no other process on the host has, to find the step's own."""
+    return str(600 + secrets.randbelow(10**6))
+
+
+def _sleepers(marker: str) -> list[int]:
+    """Live processes running `sleep MARKER`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if cmdline.split(b"\0")[:2] == [b"sleep", marker.encode()] and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _gone(pids: set[int], *, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        alive = set()
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.add(pid)
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+            except (OSError, IndexError):
+                continue
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        parent = todo.pop()
+        children = {pid for pid, ppid in parents.items() if ppid == parent}
+        todo += children - found
+        found |= children
+    return found
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_timeout_kills_the_step(backend: str, rootfs: Path) -> None:
+    marker = _sleep_marker()
     started = time.monotonic()
-    status, _ = run(backend, RunSpec(rootfs, ("sleep", "60"), env=(PATH,)), timeout=1)
+    status, _ = run(backend, RunSpec(rootfs, ("sleep", marker), env=(PATH,)), timeout=1)
     assert status == 124
     assert time.monotonic() - started < 20
+    assert _sleepers(marker) == []
+
+
+@pytest.mark.parametrize("backend", ["chroot", "userns"])
+def test_step_ends_when_the_builder_is_killed(backend: str, rootfs: Path, tmp_path: Path) -> None:
+    marker = _sleep_marker()
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from executor.sandbox import RunSpec, make_sandbox
+
+        def show(chunk):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+
+        spec = RunSpec(
+            Path({str(rootfs)!r}), ("sh", "-c", "echo started; sleep {marker}"), env=({PATH!r},)
+        )
+        make_sandbox({backend!r}).run(spec, show)
+        """
+    )
+    builder = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+        # Killed outright, it cannot remove its scratch dir: keep that out of /tmp.
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        assert builder.stdout is not None
+        assert builder.stdout.readline() == b"started\n"
+        deadline = time.monotonic() + 10
+        while not _sleepers(marker) and time.monotonic() < deadline:
+            time.sleep(0.02)  # sh forks sleep after the echo
+        assert len(_sleepers(marker)) == 1
+        tree = _descendants(builder.pid)
+        # The entry process, the step's leader, its PID 1, sh and sleep at least.
+        assert len(tree) >= 4, tree
+    finally:
+        builder.kill()
+        builder.wait()
+    assert _gone(tree, within=10), tree
+    assert _sleepers(marker) == []
+
+
+@pytest.mark.parametrize("backend", ["chroot", "userns"])
+def test_steps_of_one_sandbox_run_at_once(backend: str, rootfs: Path, tmp_path: Path) -> None:
+    # Each step waits for the other to start: they finish only if they run together.
+    # Each has a rootfs of its own, as stages that run at once do, and both see /shared.
+    sandbox = make_sandbox(backend)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    script = "touch /shared/{me}; until [ -e /shared/{other} ]; do sleep 0.05; done; echo {me}"
+    results: dict[str, tuple[int, bytes]] = {}
+
+    def step(me: str, other: str) -> None:
+        own = tmp_path / f"rootfs-{me}"
+        shutil.copytree(rootfs, own, symlinks=True)
+        spec = RunSpec(
+            own,
+            ("sh", "-c", script.format(me=me, other=other)),
+            env=(PATH,),
+            mounts=(Mount("bind", "/shared", str(shared)),),
+        )
+        chunks: list[bytes] = []
+        status = sandbox.run(spec, chunks.append, timeout=20)
+        results[me] = (status, b"".join(chunks))
+
+    threads = [threading.Thread(target=step, args=pair) for pair in (("a", "b"), ("b", "a"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {"a": (0, b"a\n"), "b": (0, b"b\n")}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_starts_with_no_signal_ignored(backend: str, rootfs: Path) -> None:
+    # An ignored SIGPIPE would survive exec: `yes` would then complain of a broken pipe.
+    script = "grep SigIgn /proc/self/status; yes | head -n 1"
+    status, out = run(backend, RunSpec(rootfs, ("sh", "-c", script), env=(PATH,)))
+    assert (status, out) == (0, "SigIgn:\t0000000000000000\ny\n")
 
 
 @pytest.mark.parametrize("backend", ["chroot", "userns"])
@@ -246,3 +391,20 @@ def test_auto_picks_the_strongest_working_backend() -> None:
     assert choose_sandbox("auto").name == "chroot"
     with pytest.raises(SandboxError, match="unknown sandbox 'jail'"):
         choose_sandbox("jail")
+
+
+@pytest.mark.parametrize("backend", ["chroot", "userns"])
+def test_overlay_step_writes_only_to_the_upper_dir(
+    backend: str, rootfs: Path, tmp_path: Path
+) -> None:
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    script = "echo new > /made; rm /etc/group; grep ' / / ' /proc/self/mountinfo"
+    spec = RunSpec(rootfs, ("sh", "-c", script), env=(PATH,), overlay=(str(upper), str(work)))
+    status, out = run(backend, spec)
+    assert status == 0, out
+    assert (upper / "made").read_text() == "new\n" and not (rootfs / "made").exists()
+    assert (rootfs / "etc" / "group").exists() and (upper / "etc" / "group").is_char_device()
+    # volatile: unmounting the overlay does not sync the whole upper filesystem.
+    assert "overlay" in out and "volatile" in out, out
