@@ -200,7 +200,7 @@ class BuildJob:
             result = run_child(
                 argv,
                 outcome_file=workspace / "outcome.json",
-                env=self._env(request),
+                env=self._env(request, workspace),
                 timeout=self.settings.build_timeout_seconds,
                 on_output=lambda chunk: self.records.logs.append(request.build_id, chunk),
                 cancelled=lambda: self.records.cancel_requested(request.build_id),
@@ -393,8 +393,12 @@ class BuildJob:
             found[secret_id] = path
         return found
 
-    def _env(self, request: BuildRequest) -> dict[str, str]:
+    def _env(self, request: BuildRequest, workspace: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
+        # Temporary files go into the workspace, which is removed after the build even
+        # when the build itself was killed and could not clean up.
+        (workspace / "tmp").mkdir(exist_ok=True)
+        env["TMPDIR"] = str(workspace / "tmp")
         # Every delivery of one build makes the same bytes: timestamps are pinned to
         # the submission, so a redelivered build pushes the same digest.
         env["SOURCE_DATE_EPOCH"] = str(int(request.submitted_at))

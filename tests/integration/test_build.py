@@ -18,13 +18,16 @@ from tests.support.images import PushedImage
 from tests.support.runtime import run_image, unpack_image
 
 
-def farm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def farm(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "farm", *args],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=cwd,
+        env=env,
         check=False,
     )
 
@@ -142,8 +145,13 @@ def test_failing_run_names_the_line_code_and_output(
         """,
     )
     workspace = tmp_path / "ws"
-    before = set(os.listdir("/tmp"))
-    result = farm("build", "--context", str(ctx), "--no-push", "--workspace", str(workspace))
+    # Its own temporary directory, which nothing else on the machine writes to.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    result = farm(
+        "build", "--context", str(ctx), "--no-push", "--workspace", str(workspace),
+        env={**os.environ, "TMPDIR": str(private_tmp)},
+    )  # fmt: skip
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()
     message = "\n".join(last[-4:])
@@ -152,9 +160,7 @@ def test_failing_run_names_the_line_code_and_output(
     assert "| the real problem" in message
     assert "never" not in result.stderr.split("farm: error:")[0].split("RUN echo never")[-1]
     assert "Traceback" not in result.stderr
-    assert set(os.listdir("/tmp")) - before <= {
-        p for p in os.listdir("/tmp") if p.startswith("pytest")
-    }
+    assert os.listdir(private_tmp) == []  # nothing left behind after a failure
 
 
 @pytest.mark.parametrize(

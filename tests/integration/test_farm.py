@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -409,3 +410,38 @@ def test_secrets_come_from_the_workers(
     record = farm.client.wait(missing, timeout=60)
     assert record.state is BuildState.FAILURE
     assert "secret 'nope': not among the farm's secrets" in record.reason
+
+
+def test_build_args_stay_off_command_lines_and_digest_files_are_written(
+    farm: Farm, busybox_image: PushedImage, tmp_path: Path
+) -> None:
+    """`farm submit --secret ID --wait --digest-file`: the build args never appear in any
+    process's command line (ps shows those to every user) while the build runs."""
+    host = busybox_image.registry.host
+    ctx = write_context(
+        tmp_path / "ctx",
+        f"FROM {busybox_image.reference}\nARG PASSWORD\n"
+        'RUN --mount=type=secret,id=token test "$(cat /run/secrets/token)" = s3cret-value '
+        '&& test "$PASSWORD" = hunter2-arg && sleep 2\n',
+    )
+    digest_file = tmp_path / "digest"
+    submit = subprocess.Popen(
+        [str(Path(sys.executable).parent / "farm"), "submit", "--context", str(ctx),
+         "-d", f"{host}/secret/app:1", "--build-arg", "PASSWORD=hunter2-arg",
+         "--secret", "token", "--wait", "--digest-file", str(digest_file)],
+        env=farm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen_in_argv = []
+    while submit.poll() is None:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                argv = cmdline.read_bytes()
+            except OSError:
+                continue
+            if b"hunter2-arg" in argv and b"submit" not in argv:
+                seen_in_argv.append(argv)
+        time.sleep(0.05)
+    out, err = submit.communicate()
+    assert submit.returncode == 0, out + err
+    assert seen_in_argv == []
+    assert digest_file.read_text() == _skopeo_digest(f"{host}/secret/app:1")
