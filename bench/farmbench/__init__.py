@@ -97,9 +97,9 @@ def _batch_section(count: int, submit: float, cancel: float) -> Section:
         Figure(f"cancel {count:,} builds", cancel, "s"),
     )
     method = (
-        f"`FarmClient.submit_batch` of {count:,} builds of the small case (one context, "
-        "packed and uploaded per build as the client does; the upload is skipped once the "
-        "store has it), timed from the call to its return. They go to a queue of their own "
+        f"`FarmClient.submit_batch` of {count:,} builds of the small case (one context: "
+        "the client packs and uploads each distinct context once per batch), timed from "
+        "the call to its return. They go to a queue of their own "
         "that no worker reads (FARM_QUEUE), so no build competes for the CPU; then "
         "`cancel_batch` cancels every one (timed too) and the queue is deleted."
     )
