@@ -306,7 +306,7 @@ def build(
         digest = write_outputs(image, options, connector, reporter)
     finally:
         if early is not None:
-            early.abandon()
+            early.close()
     timings = dict(reporter.timings)
     timings["total"] = time.monotonic() - started
     if options.timings_file is not None:

@@ -87,10 +87,11 @@ class EarlyUploads:
             )
 
     def finish(self) -> None:
-        """Wait for the uploads under way; what they sent counts as pushed."""
+        """Wait for the uploads under way."""
         self._pool.shutdown(wait=True)
-        self._reporter.count("pushed", self._sink.uploaded_bytes)
 
-    def abandon(self) -> None:
-        """The build failed: drop queued uploads and wait for the one running."""
+    def close(self) -> None:
+        """Drop uploads not started (the build failed), wait for the one running, and
+        count what was sent as pushed, failed build or not: the bytes went out."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._reporter.count("pushed", self._sink.uploaded_bytes)

@@ -8,6 +8,7 @@ assert record.state is BuildState.SUCCESS, record.reason
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,11 +26,13 @@ from executor.storage import ObjectStore
 from farm.batchfile import BatchItem
 from farm.config import Settings
 from farm.contexts import pack_context, upload_context
-from farm.dispatch import Dispatcher
+from farm.dispatch import Dispatcher, DispatchError
 from farm.records import TERMINAL, BuildRecord, BuildState, Records
 from farm.spec import BuildRequest
 
 __all__ = ["FarmClient", "WaitTimeoutError"]
+
+log = logging.getLogger("farm.client")
 
 
 class WaitTimeoutError(ExecutorError):
@@ -103,11 +106,19 @@ class FarmClient:
             retry_of=retry_of,
             secrets=secrets,
         )
-        # Recorded first, then published: the record is in the outbox until the message
-        # is on the queue, so a failed publish is sent again by a worker's reaper.
         self.records.create(request)
-        self._dispatcher.publish(request)
+        self._publish([request])
         return request.build_id
+
+    def _publish(self, requests: Sequence[BuildRequest]) -> None:
+        """Publish recorded builds. They are in the outbox until their message is on the
+        queue, so a publish that fails here is no failure of the submission: a worker's
+        reaper sends them once FARM_WORKER_LOST_SECONDS overdue. (Submitting again
+        would build them twice.)"""
+        try:
+            self._dispatcher.publish_many(requests)
+        except DispatchError as exc:
+            log.warning("%s; recorded, so a worker's reaper will publish it", exc)
 
     def _upload(
         self, context: Path, dockerfile: str, tmp: Path, packed: dict[tuple[str, str], Digest]
@@ -155,7 +166,7 @@ class FarmClient:
         ]
         self.records.create_batch(batch_id, list(ids.values()), fail_fast=fail_fast)
         self.records.create_many(requests)
-        self._dispatcher.publish_many(requests)
+        self._publish(requests)
         return batch_id, ids
 
     def get(self, build_id: str) -> BuildRecord:
@@ -223,10 +234,6 @@ class FarmClient:
         old = self.get(build_id)
         if old.state not in TERMINAL:
             raise ExecutorError(f"build {build_id} is {old.state}: wait for it or cancel it first")
-        if old.retried_as:
-            raise ExecutorError(
-                f"build {build_id} was already retried as {old.retried_as}; retry that one"
-            )
         request = replace(
             old.request,
             build_id=new_build_id(),
@@ -234,9 +241,13 @@ class FarmClient:
             submitted_at=time.time(),
             depends_on=tuple(self._latest(dep) for dep in old.request.depends_on),
         )
+        # The link is set first, and only if no live retry holds it: two `farm retry`
+        # of one build cannot both start one.
+        taken = self.records.link_retry(build_id, request.build_id, request.batch_id)
+        if taken:
+            raise ExecutorError(f"build {build_id} was already retried as {taken}; retry that one")
         self.records.create(request)
-        self.records.link_retry(build_id, request.build_id, request.batch_id)
-        self._dispatcher.publish(request)
+        self._publish([request])
         return request.build_id
 
     def retry_batch(self, batch_id: str) -> dict[str, str]:
@@ -256,9 +267,11 @@ class FarmClient:
                 "wait for it or cancel it first"
             )
         todo = [i for i in batch[0] if i in records and records[i].state != BuildState.SUCCESS]
+        # What each depends on now: the latest retry of each named dependency.
+        needs = {i: {self._latest(d) for d in records[i].request.depends_on} for i in todo}
         retried: dict[str, str] = {}
         while todo:
-            ready = [i for i in todo if not set(records[i].request.depends_on) & (set(todo) - {i})]
+            ready = [i for i in todo if not needs[i] & (set(todo) - {i})]
             for build_id in ready or todo[:1]:  # a cycle cannot be submitted; never loop
                 retried[build_id] = self.retry(build_id)
                 todo.remove(build_id)

@@ -73,19 +73,27 @@ class Dispatcher:
         self.records = records
         self.app = app if app is not None else celery_app(settings)
 
-    def publish(self, request: BuildRequest) -> None:
-        """Put ``request`` on the queue, then take it out of the outbox."""
-        self._send(request)
-        self.records.dispatched(request.build_id)
+    def publish(self, request: BuildRequest, *, due: float | None = None) -> None:
+        """Put ``request`` on the queue, then settle its outbox entry.
+
+        ``due``: when the message becomes deliverable, if later than now (a retry's
+        countdown); the outbox entry due then is the one this message answers.
+        """
+        began = self.records.now()
+        self._send(request, countdown=None if due is None else max(0.0, due - began))
+        self.records.dispatched([request.build_id], sent_since=max(began, due or began))
 
     def publish_many(self, requests: Sequence[BuildRequest]) -> None:
         """Publish every request through one broker connection, then settle the outbox."""
+        began = self.records.now()
         with self.app.producer_or_acquire() as producer:
             for request in requests:
-                self._send(request, producer)
-        self.records.dispatched_many([request.build_id for request in requests])
+                self._send(request, producer=producer)
+        self.records.dispatched([request.build_id for request in requests], sent_since=began)
 
-    def _send(self, request: BuildRequest, producer: Any = None) -> None:
+    def _send(
+        self, request: BuildRequest, *, producer: Any = None, countdown: float | None = None
+    ) -> None:
         try:
             self.app.send_task(
                 BUILD_TASK,
@@ -93,38 +101,49 @@ class Dispatcher:
                 queue=self.settings.queue,
                 task_id=f"{request.build_id}-{time.time_ns():x}",
                 producer=producer,
+                countdown=countdown,
             )
         except Exception as exc:  # kombu raises many types; the outbox has the build
             raise DispatchError(f"publishing build {request.build_id}: {exc}") from exc
 
     def publish_dependents(self, build_id: str) -> list[str]:
-        """``build_id`` ended: publish the dependents still waiting for it."""
+        """``build_id`` ended: publish the dependents still waiting for it.
+
+        A dependent whose message cannot be sent now stays in the outbox (the step
+        that ended ``build_id`` put it there), and a reaper sends it later.
+        """
         published = []
         for dependent in self.records.dependents(build_id):
             record = self.records.get(dependent)
-            if record is not None and record.state == BuildState.QUEUED:
+            if record is None or record.state != BuildState.QUEUED:
+                continue
+            try:
                 self.publish(record.request)
-                published.append(dependent)
+            except DispatchError as exc:
+                log.warning("%s; a reaper will publish it", exc)
+                continue
+            published.append(dependent)
         return published
 
     def publish_overdue(self) -> list[str]:
         """Publish every outbox entry overdue by ``worker_lost_seconds``; return their ids.
 
-        Taking an entry is atomic, so of several reapers only one publishes it; one
-        that fails to publish puts the entry back, due now.
+        A reaper leases an entry before it publishes it (the lease makes it due now, so
+        no other reaper takes it for a grace period) and settles it after; one that
+        dies in between leaves it to be taken again once overdue.
         """
+        grace = self.settings.worker_lost_seconds
         published = []
-        for build_id in self.records.overdue(self.settings.worker_lost_seconds):
-            if not self.records.dispatched(build_id):
-                continue  # another reaper or the publisher took it
+        for build_id in self.records.overdue(grace):
+            leased = self.records.lease(build_id, older_than=grace)
+            if leased is None:
+                continue  # another reaper or the publisher got there first
             record = self.records.get(build_id)
             if record is None or record.state != BuildState.QUEUED:
+                self.records.dispatched([build_id], sent_since=leased)
                 continue
-            try:
-                self._send(record.request)
-            except DispatchError:
-                self.records.owe_dispatch(build_id, time.time())
-                raise
+            self._send(record.request)
+            self.records.dispatched([build_id], sent_since=leased)
             log.warning("build %s had no message on the queue; published it", build_id)
             published.append(build_id)
         return published

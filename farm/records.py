@@ -147,6 +147,8 @@ class Records:
         self._transition = client.register_script(redis_scripts.TRANSITION)
         self._heartbeat = client.register_script(redis_scripts.HEARTBEAT)
         self._retried = client.register_script(redis_scripts.RETRIED)
+        self._settle = client.register_script(redis_scripts.SETTLE)
+        self._lease = client.register_script(redis_scripts.LEASE)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Records:
@@ -318,29 +320,44 @@ class Records:
             )
         return [text(item) for item in ids]
 
-    def dispatched(self, build_id: str) -> bool:
-        """Take ``build_id`` out of the outbox; True for the one caller that removed it."""
-        with redis_errors(f"marking build {build_id} dispatched"):
-            return bool(self._redis.zrem(self._key("outbox"), build_id))
+    def now(self) -> float:
+        """The records' clock: outbox times are on it."""
+        return self._clock()
 
-    def dispatched_many(self, build_ids: Sequence[str]) -> None:
-        """Take every one of ``build_ids`` out of the outbox."""
-        if build_ids:
-            with redis_errors(f"marking {len(build_ids)} builds dispatched"):
-                self._redis.zrem(self._key("outbox"), *build_ids)
+    def dispatched(self, build_ids: Sequence[str], *, sent_since: float) -> int:
+        """Settle the outbox entries of ``build_ids`` whose message went out: those due
+        no later than ``sent_since`` (when the sending began); return how many."""
+        if not build_ids:
+            return 0
+        with redis_errors(f"settling {len(build_ids)} outbox entries"):
+            settled = self._settle(keys=[self._key("outbox")], args=[repr(sent_since), *build_ids])
+        return int(settled)
 
-    def owe_dispatch(self, build_id: str, due: float) -> None:
-        """Put ``build_id`` (back) in the outbox, due at ``due``."""
-        with redis_errors(f"queueing build {build_id} for dispatch"):
-            self._redis.zadd(self._key("outbox"), {build_id: due})
-
-    def link_retry(self, old_id: str, new_id: str, batch_id: str | None) -> None:
-        """Note that ``new_id`` retries ``old_id``, and put it in the old one's batch place."""
-        with redis_errors(f"linking retry {new_id} of build {old_id}"):
-            self._retried(
-                keys=[self._build_key(old_id), self._key("batch", batch_id or "-")],
-                args=[old_id, new_id],
+    def lease(self, build_id: str, *, older_than: float) -> float | None:
+        """Take an outbox entry overdue by ``older_than`` seconds, for one reaper to
+        publish: its due time becomes now (returned); None if it is not overdue."""
+        now = self._clock()
+        with redis_errors(f"leasing outbox entry {build_id}"):
+            taken = self._lease(
+                keys=[self._key("outbox")], args=[build_id, repr(now - older_than), repr(now)]
             )
+        return now if taken else None
+
+    def link_retry(self, old_id: str, new_id: str, batch_id: str | None) -> str:
+        """Note that ``new_id`` retries ``old_id``, and put it in the old one's batch place.
+
+        Returns "" when linked; the id of an earlier retry whose record still exists
+        when that one holds the link (nothing changes then).
+        """
+        what = f"linking retry {new_id} of build {old_id}"
+        with redis_errors(what):
+            earlier = self._retried(
+                keys=[self._build_key(old_id), self._key("batch", batch_id or "-")],
+                args=[old_id, new_id, self._key("")],
+            )
+        if earlier is None:
+            raise RecordError(f"{what}: no build {old_id}")
+        return text(earlier)
 
     def list(
         self, *, batch_id: str | None = None, state: BuildState | None = None

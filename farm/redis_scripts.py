@@ -103,11 +103,16 @@ redis.call('INCRBY', KEYS[2], #ARGV[1])
 return 1
 """
 
-# KEYS: old build, its batch (any key when it has none).  ARGV: old id, new id
+# KEYS: old build, its batch (any key when it has none).  ARGV: old id, new id, prefix
 # The old record points at its retry, and the batch lists the retry in its place, so
-# the batch's counts and `farm wait` follow the build that may still succeed.
+# the batch's counts and `farm wait` follow the build that may still succeed. A live
+# earlier retry keeps the link: its id is returned and nothing changes.
 RETRIED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local earlier = redis.call('HGET', KEYS[1], 'retried_as')
+if earlier and earlier ~= '' and redis.call('EXISTS', ARGV[3] .. 'build:' .. earlier) == 1 then
+  return earlier
+end
 redis.call('HSET', KEYS[1], 'retried_as', ARGV[2])
 local raw = redis.call('GET', KEYS[2])
 if raw then
@@ -121,5 +126,30 @@ if raw then
   end
   if changed then redis.call('SET', KEYS[2], cjson.encode(batch), 'KEEPTTL') end
 end
+return ''
+"""
+
+# KEYS: outbox.  ARGV: settled-up-to time, ids...
+# Settles the entries a publisher has sent: only those due no later than when it
+# began sending, so a newer entry (the build was queued again meanwhile) stays.
+SETTLE = """
+local settled = 0
+for i = 2, #ARGV do
+  local due = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if due and tonumber(due) <= tonumber(ARGV[1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    settled = settled + 1
+  end
+end
+return settled
+"""
+
+# KEYS: outbox.  ARGV: id, overdue-before time, lease time
+# A reaper takes an overdue entry by moving it to the lease time: other reapers skip
+# it, and if this one dies before settling it, it is overdue again a grace later.
+LEASE = """
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
 return 1
 """

@@ -262,7 +262,8 @@ class BuildRequest:
             "depends_on": list(self.depends_on),
             "retry_of": self.retry_of,
             "submitted_at": self.submitted_at,
-            "secrets": list(self.secrets),
+            # Only when used: a worker from before secrets existed refuses the key.
+            **({"secrets": list(self.secrets)} if self.secrets else {}),
         }
 
     def dumps(self) -> str:

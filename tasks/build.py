@@ -30,7 +30,7 @@ from celery import Celery, Task
 from executor.errors import BuildInputError, ExecutorError
 from farm.config import Settings
 from farm.contexts import fetch_context
-from farm.dispatch import Dispatcher
+from farm.dispatch import Dispatcher, DispatchError
 from farm.metrics import FarmMetrics
 from farm.records import TERMINAL, BuildRecord, BuildState, Records
 from farm.spec import BUILD_TASK, BuildOutcome, BuildRequest, SpecError
@@ -101,13 +101,11 @@ class BuildJob:
         self.metrics.in_progress.inc()
         started = time.monotonic()
         try:
-            return self._run(task, request, claimed)
+            return self._run(request, claimed)
         except Exception as exc:
             if isinstance(exc, ExecutorError) and exc.temporary:
-                self._failed(task, request, claimed, True, str(exc))
+                self._failed(request, claimed, True, str(exc))
                 return None
-            if type(exc).__name__ == "Retry":
-                raise
             log.exception("build %s failed inside the worker", request.build_id)
             self._end(request, BuildState.INTERNAL_ERROR, f"the worker failed: {exc}")
             return None
@@ -176,7 +174,7 @@ class BuildJob:
                 return False
         return True if pending else None
 
-    def _run(self, task: Task, request: BuildRequest, record: BuildRecord) -> dict[str, Any] | None:
+    def _run(self, request: BuildRequest, record: BuildRecord) -> dict[str, Any] | None:
         workspace = self.settings.workspace_root / request.build_id
         shutil.rmtree(workspace, ignore_errors=True)
         workspace.mkdir(parents=True)
@@ -190,12 +188,12 @@ class BuildJob:
                     max_bytes=8 << 30, max_files=500_000,
                 )  # fmt: skip
             except ExecutorError as exc:
-                self._failed(task, request, record, exc.temporary, f"fetching the context: {exc}")
+                self._failed(request, record, exc.temporary, f"fetching the context: {exc}")
                 return None
             try:
                 argv = self._argv(request, context, workspace)
             except ExecutorError as exc:
-                self._failed(task, request, record, exc.temporary, str(exc))
+                self._failed(request, record, exc.temporary, str(exc))
                 return None
             result = run_child(
                 argv,
@@ -223,7 +221,7 @@ class BuildJob:
             return self._succeeded(request, outcome)
         if outcome.get("ok") is False:
             temporary = bool(outcome.get("temporary"))
-            self._failed(task, request, record, temporary, str(outcome.get("message")))
+            self._failed(request, record, temporary, str(outcome.get("message")))
             return None
         self._end(
             request,
@@ -269,24 +267,27 @@ class BuildJob:
         return done.to_json()
 
     def _failed(
-        self, task: Task, request: BuildRequest, record: BuildRecord, temporary: bool, reason: str
+        self, request: BuildRequest, record: BuildRecord, temporary: bool, reason: str
     ) -> None:
         """A temporary failure goes back to the queue; a permanent one ends the build."""
         if temporary and record.attempts < MAX_ATTEMPTS:
-            delay = backoff_seconds(record.attempts)
+            due = self.records.now() + backoff_seconds(record.attempts)
             requeued = self.records.transition(
                 request.build_id,
                 BuildState.QUEUED,
                 expect={BuildState.WORKING},
                 reason=reason,
                 holder=self.worker,
-                due=time.time() + delay,  # the outbox has it should the retry not be sent
+                due=due,  # the outbox has it, should the message below not go out
             )
-            if requeued is not None:
-                self.metrics.retries.inc()
-                retry = task.retry(countdown=delay, max_retries=None, throw=False)
-                self.records.dispatched(request.build_id)
-                raise retry
+            if requeued is None:
+                return
+            self.metrics.retries.inc()
+            try:
+                # A new message, deliverable after the backoff; this one is acked.
+                self.dispatcher.publish(requeued.request, due=due)
+            except DispatchError as exc:
+                log.warning("%s; a reaper will publish it once due", exc)
             return
         if temporary:
             reason = f"gave up after {record.attempts} attempts: {reason}"

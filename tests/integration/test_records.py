@@ -378,9 +378,17 @@ def test_the_outbox_holds_builds_until_their_message_is_published(
     assert records.overdue(30) == []  # just created: its publisher has time
     clock.now += 31
     assert records.overdue(30) == ["new-00001"]
-    assert records.dispatched("new-00001") is True
-    assert records.dispatched("new-00001") is False  # taken once, by one caller
+    # A reaper leases it (due now, so no other reaper takes it for a grace period)...
+    leased = records.lease("new-00001", older_than=30)
+    assert leased == clock.now
+    assert records.lease("new-00001", older_than=30) is None  # one reaper only
     assert records.overdue(30) == []
+    # ...and a reaper that died holding the lease leaves it overdue again a grace later.
+    clock.now += 31
+    assert records.overdue(30) == ["new-00001"]
+    assert records.dispatched(["new-00001"], sent_since=clock.now) == 1
+    assert records.dispatched(["new-00001"], sent_since=clock.now) == 0
+    assert records.overdue(-1) == []
     # Back to QUEUED after a temporary failure: owed again, due after the backoff.
     start(records, "new-00001")
     due = clock.now + 100
@@ -388,6 +396,10 @@ def test_the_outbox_holds_builds_until_their_message_is_published(
     clock.now = due + 29
     assert records.overdue(30) == []
     clock.now = due + 31
+    assert records.overdue(30) == ["new-00001"]
+    # A publisher that began sending before this entry was due leaves it alone: the
+    # entry is newer than its message.
+    assert records.dispatched(["new-00001"], sent_since=due - 1) == 0
     assert records.overdue(30) == ["new-00001"]
     # Ending takes it out.
     records.transition("new-00001", BuildState.CANCELLED, expect={BuildState.QUEUED})
@@ -404,8 +416,7 @@ def test_an_ending_build_owes_its_waiting_dependents_a_message(
                 build_id=child, context_digest=Digest.of(b"ctx"), depends_on=("dep-00002",)
             )
         )
-        records.dispatched(child)
-    records.dispatched("dep-00002")
+    records.dispatched(["child-00002", "done-00002", "dep-00002"], sent_since=clock.now)
     records.transition("done-00002", BuildState.CANCELLED, expect={BuildState.QUEUED})
     start(records, "dep-00002")
     clock.now += 5
@@ -428,14 +439,19 @@ def test_a_retry_takes_its_place_in_the_batch(records: Records) -> None:
         records.create(request(build_id, batch_id="batch-003"))
     records.create_batch("batch-003", ids, fail_fast=False)
     records.create(request("a2-00003", batch_id="batch-003"))
-    records.link_retry("aa-00003", "a2-00003", "batch-003")
+    assert records.link_retry("aa-00003", "a2-00003", "batch-003") == ""
     assert records.batch("batch-003") == (["a2-00003", "bb-00003"], False)
     old = records.get("aa-00003")
     assert old is not None and old.retried_as == "a2-00003"
+    # A second retry of the same build loses to the live first one, and changes nothing.
+    assert records.link_retry("aa-00003", "a3-00003", "batch-003") == "a2-00003"
+    assert records.batch("batch-003") == (["a2-00003", "bb-00003"], False)
     # A build in no batch is linked all the same.
     records.create(request("solo-00003"))
-    records.create(request("solo2-00003"))
-    records.link_retry("solo-00003", "solo2-00003", None)
+    # The link is taken before the retry's record is written: one whose record never
+    # came (its creator died) does not hold it.
+    assert records.link_retry("solo-00003", "ghost-00003", None) == ""
+    assert records.link_retry("solo-00003", "solo2-00003", None) == ""
     solo = records.get("solo-00003")
     assert solo is not None and solo.retried_as == "solo2-00003"
 
@@ -451,7 +467,7 @@ def test_create_many_records_a_batch_in_one_go(records: Records) -> None:
     assert got[1] is not None and got[1].request == second
     assert records.dependents("many-00001") == ["many-00002"]
     assert sorted(records.overdue(-1)) == ["many-00001", "many-00002"]  # both owed a message
-    records.dispatched_many(["many-00001", "many-00002"])
+    assert records.dispatched(["many-00001", "many-00002"], sent_since=records.now()) == 2
     assert records.overdue(-1) == []
     with pytest.raises(DuplicateBuildError, match="many-00002: build id already in use"):
         records.create_many([request("many-00003"), second])
