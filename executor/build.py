@@ -163,35 +163,37 @@ def _run_stage(
     *,
     total: int,
     number: int,
+    prepared: Future[BuildImage] | None = None,
 ) -> StageState:
     options = services.options
     image_name, platform_text = expand_base(stage, services.meta_args)
-    platform = (
-        Platform.parse(platform_text) if platform_text else options.platform or Platform.host()
-    )
     earlier = stages.get(image_name)
     reporter = services.reporter
     steps = len(stage.instructions)
     reporter.step(number, total, 0, steps, stage.from_.original)
-    if earlier is not None:
+    if prepared is not None:
+        parent = prepared.result()  # pulled and unpacked into the rootfs already
+    elif earlier is not None:
         parent = earlier.image
     elif image_name.lower() == "scratch":
-        parent = base.scratch(platform)
+        parent = base.scratch(_platform(platform_text, options))
     else:
         with reporter.phase("pull"):
-            parent = base.pull(connector, ImageReference.parse(image_name), platform)
+            parent = base.pull(
+                connector, ImageReference.parse(image_name), _platform(platform_text, options)
+            )
     triggers = parent.config.config.on_build
     # ONBUILD triggers run once, in the first stage built FROM the image; not inherited.
     parent = parent.with_config(
         parent.config.with_config(replace(parent.config.config, on_build=()))
     )
-    label = re.sub(r"[^a-z0-9_.-]", "_", stage.name or str(stage.index))
     state = StageState(
         index=stage.index,
         name=stage.name,
         image=parent,
-        rootfs=options.workspace / "stages" / f"{stage.index}-{label}" / "rootfs",
+        rootfs=_rootfs_path(options, stage),
         services=services,
+        unpacked=prepared is not None,
     )
     instructions = (
         *_onbuild_instructions(triggers, stage.from_.location.file),
@@ -201,6 +203,41 @@ def _run_stage(
         reporter.step(number, total, number_in_stage, len(instructions), instruction.original)
         run_step(state, instruction)
     return state
+
+
+def _platform(platform_text: str | None, options: BuildOptions) -> Platform:
+    return Platform.parse(platform_text) if platform_text else options.platform or Platform.host()
+
+
+def _rootfs_path(options: BuildOptions, stage: Stage) -> Path:
+    label = re.sub(r"[^a-z0-9_.-]", "_", stage.name or str(stage.index))
+    return options.workspace / "stages" / f"{stage.index}-{label}" / "rootfs"
+
+
+def _prepare_base(
+    stage: Stage, services: BuildServices, connector: RegistryConnector
+) -> BuildImage:
+    """Pull a waiting stage's base image and unpack it into the stage's rootfs."""
+    image_name, platform_text = expand_base(stage, services.meta_args)
+    reporter = services.reporter
+    with reporter.phase("pull"):
+        image = base.pull(
+            connector, ImageReference.parse(image_name), _platform(platform_text, services.options)
+        )
+    rootfs = _rootfs_path(services.options, stage)
+    rootfs.mkdir(parents=True, exist_ok=True)
+    with reporter.phase("unpack"):
+        base.unpack(image, rootfs, reporter)
+    return image
+
+
+def _from_image(stage: Stage, names: Mapping[str, int], meta: Mapping[str, str]) -> bool:
+    """Whether the stage starts FROM a registry image (not scratch, not another stage)."""
+    key = expand_base(stage, meta)[0].lower()
+    is_stage = (key in names and names[key] < stage.index) or (
+        key.isdigit() and int(key) < stage.index
+    )
+    return key != "scratch" and not is_stage
 
 
 def _run_stages(
@@ -224,7 +261,17 @@ def _run_stages(
     # Stage work is mostly in sandboxed processes and I/O, so a few threads beyond the
     # core count do no harm; a cap keeps disk and memory use bounded.
     workers = max(1, min(len(needed), MAX_PARALLEL_STAGES))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool:
+    # A stage that waits for others (COPY --from) but starts FROM an image has its base
+    # pulled and unpacked meanwhile, instead of after they end. Stages that can start
+    # at once unpack lazily, when a step first needs files.
+    prepared: dict[int, Future[BuildImage]] = {}
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as preparer,
+    ):
+        for index, stage in by_index.items():
+            if deps[index] and _from_image(stage, names, meta):
+                prepared[index] = preparer.submit(_prepare_base, stage, services, connector)
         while len(done) < len(needed):
             for index, stage in by_index.items():
                 ready = deps[index] <= done.keys()
@@ -237,6 +284,7 @@ def _run_stages(
                         connector,
                         total=len(needed),
                         number=number[index],
+                        prepared=prepared.get(index),
                     )
                     running[future] = index
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -247,6 +295,8 @@ def _run_stages(
                 except BaseException:
                     for other in running:
                         other.cancel()
+                    for waiting in prepared.values():
+                        waiting.cancel()
                     raise
                 done[index] = state
                 stages.add(state)
