@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import marshal
 import os
 import select
@@ -337,6 +338,10 @@ def _prepare_root(step: Step, *, userns: bool) -> None:
                 flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC
                 mount_at(root, target, m["source"], "", flags)
     pivot_root(root)
+    # From here the filesystem is the image's: an import would load its code into this
+    # privileged process. Nothing imports after this point; make sure nothing can.
+    sys.meta_path.clear()
+    sys.path_importer_cache.clear()
     _mask_proc()
 
 
@@ -458,6 +463,10 @@ def _leader(step: Step, *, flags: int, parent: int, maps: tuple[int, int] | None
     die_with_parent()
     if os.getppid() != parent:
         return SANDBOX_FAILURE  # the entry process died before the line above
+    # The builder's request and reply pipes are the entry process's alone: nothing in
+    # the step's namespaces keeps them (a step must not forge its own status).
+    for fd in step["channel"]:
+        os.close(fd)
     os.setsid()  # its own process group, so a kill reaches all of it
     try:
         unshare(flags)
@@ -467,7 +476,10 @@ def _leader(step: Step, *, flags: int, parent: int, maps: tuple[int, int] | None
     if maps is not None:
         ready, go = maps
         os.write(ready, b"1")
-        if os.read(go, 1) != b"1":
+        mapped = os.read(go, 1) == b"1"
+        os.close(ready)
+        os.close(go)
+        if not mapped:
             return SANDBOX_FAILURE
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
@@ -583,6 +595,14 @@ def run_step(step: Step, *, userns: bool, requests: int) -> int | None:
     return _wait(_start(step, userns=userns), requests)
 
 
+def _reset_output(fd: int) -> None:
+    """Undo what an earlier step may have set on the shared output pipe: O_NONBLOCK would
+    make the next step's writes fail with EAGAIN, O_ASYNC send SIGIO to a stale owner."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if flags & (os.O_NONBLOCK | fcntl.FASYNC):
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~(os.O_NONBLOCK | fcntl.FASYNC))
+
+
 def serve(*, userns: bool) -> int:
     """Run the builder's steps one at a time until it closes the request pipe."""
     # The pipes move off stdin and stdout (to fds no step inherits past its exec), so
@@ -605,6 +625,8 @@ def serve(*, userns: bool) -> int:
         try:
             step = marshal.loads(body)
             step["last_cap"] = last_cap
+            step["channel"] = (requests, replies)
+            _reset_output(2)
             status = run_step(step, userns=userns, requests=requests)
         except OSError as exc:  # no fork, no pipe: out of processes or descriptors
             _say(f"starting the step: {exc}")

@@ -408,3 +408,31 @@ def test_overlay_step_writes_only_to_the_upper_dir(
     assert (rootfs / "etc" / "group").exists() and (upper / "etc" / "group").is_char_device()
     # volatile: unmounting the overlay does not sync the whole upper filesystem.
     assert "overlay" in out and "volatile" in out, out
+
+
+@pytest.mark.parametrize("backend", ["chroot", "userns"])
+def test_a_step_holds_no_channel_of_the_builder(backend: str, rootfs: Path) -> None:
+    """PID 1 of a step keeps only stdin, stdout and stderr: not the entry process's
+    request and reply pipes, through which a step could forge its status."""
+    status, out = run(backend, RunSpec(rootfs, ("sh", "-c", "ls /proc/1/fd"), env=(PATH,)))
+    assert status == 0, out
+    assert out.split() == ["0", "1", "2"]
+
+
+def test_a_step_cannot_leave_the_output_pipe_non_blocking() -> None:
+    """Steps share the entry process's output pipe; flags one sets are undone for the next."""
+    import fcntl
+
+    from executor.sandbox.enter import _reset_output
+
+    read_end, write_end = os.pipe()
+    try:
+        flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+        fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK | fcntl.FASYNC)
+        _reset_output(write_end)
+        after = fcntl.fcntl(write_end, fcntl.F_GETFL)
+        assert after & (os.O_NONBLOCK | fcntl.FASYNC) == 0
+        assert after == flags
+    finally:
+        os.close(read_end)
+        os.close(write_end)
