@@ -33,6 +33,13 @@ _OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
 _PRIVATE_PREFIXES = ("user.overlay.", "trusted.overlay.")
 
 
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
@@ -121,6 +128,10 @@ class OverlaySnapshotter:
     def _changes(self, upper: Path) -> list[Change]:
         assert self._rootfs is not None
         changes: list[Change] = []
+        # Upper directories with no real directory below them in the rootfs (new, or
+        # replacing a file or a symlink): nothing under them is compared with the
+        # rootfs, where such a path could lead through a symlink out of it.
+        fresh: set[str] = set()
         for directory, dirs, files in os.walk(upper):
             rel_dir = os.path.relpath(directory, upper)
             for name in sorted([*dirs, *files]):
@@ -129,18 +140,21 @@ class OverlaySnapshotter:
                     continue
                 path = os.path.join(directory, name)
                 st = os.lstat(path)
-                lower = self._rootfs / rel
+                lower = None if rel_dir in fresh else _lstat(self._rootfs / rel)
                 if _is_whiteout(st):
-                    if os.path.lexists(lower):
+                    if lower is not None:
                         changes.append(Change(rel, ChangeKind.DELETED))
                     continue
                 changes.append(Change(rel, ChangeKind.ADDED_OR_MODIFIED))
-                if stat.S_ISDIR(st.st_mode) and _is_opaque(path) and lower.is_dir():
+                if not stat.S_ISDIR(st.st_mode):
+                    continue
+                if lower is None or not stat.S_ISDIR(lower.st_mode):
+                    fresh.add(rel)
+                elif _is_opaque(path):
                     kept = set(os.listdir(path))
-                    for gone in sorted(os.listdir(lower)):
+                    for gone in sorted(os.listdir(self._rootfs / rel)):
                         if gone not in kept:
                             changes.append(Change(f"{rel}/{gone}", ChangeKind.DELETED))
-            dirs[:] = [d for d in dirs if not _is_whiteout(os.lstat(os.path.join(directory, d)))]
         return changes
 
     def _apply(self, upper: Path) -> None:

@@ -1,7 +1,8 @@
 """The walk and overlay snapshotters make the same layers for the same steps.
 
 Every Dockerfile of tests/buildah_cases, plus one written to stress deletions,
-opaque directories, hard links, type changes and xattrs, is built reproducibly with
+opaque directories, hard links, type changes (a symlink to a host path replaced by
+a directory) and xattrs, is built reproducibly with
 each snapshotter (and the overlay under both namespace sandboxes): the digests of
 the images must be equal, so every layer is byte for byte the same.
 """
@@ -29,6 +30,8 @@ RUN rm /keep/hard && rm -rf /d/c && mkdir /d/c && echo x > /keep/soft-target \\
 RUN echo "same size" > /keep/k && touch -d @0 /keep/k && chmod 600 /keep/k
 RUN mkdir -p /opt/x/y && echo o > /opt/x/y/z \\
     && rm -rf /opt/x && mkdir -p /opt/x && echo n > /opt/x/new
+RUN ln -s /usr/share /sharelink
+RUN rm /sharelink && mkdir /sharelink && echo s > /sharelink/s
 RUN true
 """
 
