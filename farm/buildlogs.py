@@ -19,6 +19,11 @@ DEFAULT_LOG_MAX_CHUNKS = 100_000
 LOG_TRUNCATED = b"\n[farm: log truncated]\n"
 
 
+def stored_log_key(build_id: str) -> str:
+    """Where an ended build's whole log is kept in object storage."""
+    return f"logs/{build_id}.log"
+
+
 class BuildLogs:
     """Every build's live log, in one Redis database under ``prefix``."""
 

@@ -24,6 +24,7 @@ from executor.oci.manifest import Platform
 from executor.oci.reference import ImageReference
 from executor.storage import ObjectStore
 from farm.batchfile import BatchItem
+from farm.buildlogs import stored_log_key
 from farm.config import Settings
 from farm.contexts import pack_context, upload_context
 from farm.dispatch import Dispatcher, DispatchError
@@ -192,17 +193,22 @@ class FarmClient:
         """Log bytes from chunk ``offset`` on, and the next offset. Once Redis's copy has
         expired, an ended build's log comes from object storage."""
         data, next_offset = self.records.logs.read(build_id, offset)
+        if data or offset:
+            return data, next_offset
         record = self.records.get(build_id)
-        if data or offset or (record is not None and record.state not in TERMINAL):
+        if record is not None and record.state not in TERMINAL:
             return data, next_offset
         try:
-            return self.store.get_bytes(f"logs/{build_id}.log"), 0
+            return self.store.get_bytes(stored_log_key(build_id)), 0
         except ExecutorError:
             return b"", 0
 
     def cancel(self, build_id: str) -> None:
         """A queued build never starts; a running one is stopped within a second or so."""
         self.get(build_id)
+        self._cancel(build_id)
+
+    def _cancel(self, build_id: str) -> None:
         self.records.request_cancel(build_id)
         cancelled = self.records.transition(
             build_id, BuildState.CANCELLED, expect={BuildState.QUEUED}, reason="cancelled"
@@ -217,11 +223,10 @@ class FarmClient:
         if batch is None:
             raise ExecutorError(f"no batch {batch_id!r}")
         cancelled = []
-        for build_id in batch[0]:
-            record = self.records.get(build_id)
-            if record is not None and record.state not in TERMINAL:
-                self.cancel(build_id)
-                cancelled.append(build_id)
+        for record in self.records.get_many(batch[0]):
+            if record.state not in TERMINAL:
+                self._cancel(record.build_id)
+                cancelled.append(record.build_id)
         return cancelled
 
     def retry(self, build_id: str) -> str:
@@ -259,7 +264,7 @@ class FarmClient:
         batch = self.records.batch(batch_id)
         if batch is None:
             raise ExecutorError(f"no batch {batch_id!r}")
-        records = {record.build_id: record for record in self.records.list(batch_id=batch_id)}
+        records = {record.build_id: record for record in self.records.get_many(batch[0])}
         running = sorted(i for i, r in records.items() if r.state not in TERMINAL)
         if running:
             raise ExecutorError(

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Protocol
 
 from executor.context import BuildContext, ContextError, IgnoreMatcher, UnpackLimits, unpack_tar
+from executor.context.archive import symlink_escapes
 from executor.errors import ExecutorError
-from executor.oci.digest import CHUNK_SIZE, Digest, Hasher, HashingWriter
+from executor.oci.digest import Digest, HashingWriter, digest_file
 
 __all__ = [
     "ContextFetchError",
@@ -87,20 +88,6 @@ def context_key(digest: Digest) -> str:
 # -- packing -----------------------------------------------------------------------------
 
 
-def _symlink_escapes(rel: str, target: str) -> bool:
-    """Whether ``target`` could leave the context; the same rule unpack_tar enforces.
-
-    Refusing at pack time tells the producer, not a worker minutes later.
-    """
-    parts = [part for part in target.split("/") if part not in ("", ".")]
-    climbs = 0
-    for part in parts:
-        if part != "..":
-            break
-        climbs += 1
-    return not target or target.startswith("/") or ".." in parts[climbs:] or climbs > rel.count("/")
-
-
 class _Walker:
     """Lists what Docker would send: sorted, ignore rules applied, special files skipped."""
 
@@ -152,7 +139,7 @@ def _tarinfo(root: Path, rel: str, info: os.stat_result) -> tarfile.TarInfo:
     elif stat.S_ISLNK(info.st_mode):
         member.type = tarfile.SYMTYPE
         member.linkname = os.readlink(root / rel)
-        if _symlink_escapes(rel, member.linkname):
+        if symlink_escapes(rel, member.linkname):
             raise ContextPackError(
                 f"packing context {root}: symlink {rel!r} -> {member.linkname!r} "
                 "leaves the context; workers would refuse it"
@@ -240,14 +227,6 @@ def upload_context(store: _Store, packed: PackedContext) -> str:
     return key
 
 
-def _file_digest(path: Path) -> Digest:
-    hasher = Hasher("sha256")
-    with open(path, "rb") as source:
-        while chunk := source.read(CHUNK_SIZE):
-            hasher.update(chunk)
-    return hasher.digest()
-
-
 def fetch_context(
     store: _Store, digest: Digest, workspace: Path, *, max_bytes: int, max_files: int
 ) -> Path:
@@ -260,7 +239,7 @@ def fetch_context(
     archive = workspace / _ARCHIVE_NAME
     archive.unlink(missing_ok=True)
     store.get_file(key, archive)
-    got = _file_digest(archive)
+    got, _ = digest_file(str(archive))
     if got != digest:
         raise ContextFetchError(f"fetching context {key}: digest mismatch: got {got}")
     dest = workspace / _UNPACK_DIR

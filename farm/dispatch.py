@@ -139,11 +139,9 @@ class Dispatcher:
             if leased is None:
                 continue  # another reaper or the publisher got there first
             record = self.records.get(build_id)
-            if record is None or record.state != BuildState.QUEUED:
-                self.records.dispatched([build_id], sent_since=leased)
-                continue
-            self._send(record.request)
+            if record is not None and record.state == BuildState.QUEUED:
+                self._send(record.request)
+                log.warning("build %s had no message on the queue; published it", build_id)
+                published.append(build_id)
             self.records.dispatched([build_id], sent_since=leased)
-            log.warning("build %s had no message on the queue; published it", build_id)
-            published.append(build_id)
         return published

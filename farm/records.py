@@ -300,23 +300,21 @@ class Records:
 
     def stale_working(self, older_than: float) -> builtins.list[str]:
         """WORKING builds with no heartbeat for ``older_than`` seconds: their worker is lost."""
-        cutoff = self._clock() - older_than
-        with redis_errors("listing stale builds"):
-            ids = cast(
-                "builtins.list[bytes | str]",
-                self._redis.zrangebyscore(self._key("working"), "-inf", f"({cutoff!r}"),
-            )
-        return [text(item) for item in ids]
+        return self._scored_before("working", older_than, "listing stale builds")
 
     # -- the outbox: builds whose queue message is owed ----------------------------------
 
     def overdue(self, older_than: float) -> builtins.list[str]:
         """Outbox entries due more than ``older_than`` seconds ago: their publisher is late."""
+        return self._scored_before("outbox", older_than, "listing undispatched builds")
+
+    def _scored_before(self, key: str, older_than: float, what: str) -> builtins.list[str]:
+        """Members of sorted set ``key`` scored more than ``older_than`` seconds ago."""
         cutoff = self._clock() - older_than
-        with redis_errors("listing undispatched builds"):
+        with redis_errors(what):
             ids = cast(
                 "builtins.list[bytes | str]",
-                self._redis.zrangebyscore(self._key("outbox"), "-inf", f"({cutoff!r}"),
+                self._redis.zrangebyscore(self._key(key), "-inf", f"({cutoff!r}"),
             )
         return [text(item) for item in ids]
 
@@ -378,6 +376,11 @@ class Records:
         if state is not None:
             records = [record for record in records if record.state is state]
         return sorted(records, key=lambda record: (record.created_at, record.build_id))
+
+    def get_many(self, ids: Sequence[str]) -> builtins.list[BuildRecord]:
+        """The records of ``ids`` that exist, in that order, in one round trip."""
+        with redis_errors(f"reading {len(ids)} build records"):
+            return self._get_many(ids)
 
     def _get_many(self, ids: Sequence[str]) -> builtins.list[BuildRecord]:
         pipe = self._redis.pipeline(transaction=False)

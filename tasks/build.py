@@ -13,6 +13,7 @@ unexpected after the claim ends as INTERNAL_ERROR rather than leaving it WORKING
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,13 +22,15 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
 
 from executor.errors import BuildInputError, ExecutorError
+from executor.storage import ObjectStore
+from farm.buildlogs import stored_log_key
 from farm.config import Settings
 from farm.contexts import fetch_context
 from farm.dispatch import Dispatcher, DispatchError
@@ -47,10 +50,6 @@ _FAILED = frozenset({BuildState.FAILURE, BuildState.INTERNAL_ERROR, BuildState.T
 _PRIVATE_PREFIXES = ("FARM_",)
 
 
-def log_key(build_id: str) -> str:
-    return f"logs/{build_id}.log"
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -60,22 +59,30 @@ def register(app: Celery, settings: Settings) -> None:
     app.farm_metrics = metrics
     records = Records.from_url(settings.redis_url)
     dispatcher = Dispatcher(settings, records, app)
+    # One store (an S3 client) for the worker's life, made when the first build needs it.
+    store = functools.cache(settings.open_store)
 
     @app.task(name=BUILD_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def build(task: Task, payload: Any) -> dict[str, Any] | None:
-        return BuildJob(settings, records, metrics, dispatcher).handle(task, payload)
+        return BuildJob(settings, records, metrics, dispatcher, store).handle(task, payload)
 
 
 class BuildJob:
     """One delivery of one build request."""
 
     def __init__(
-        self, settings: Settings, records: Records, metrics: FarmMetrics, dispatcher: Dispatcher
+        self,
+        settings: Settings,
+        records: Records,
+        metrics: FarmMetrics,
+        dispatcher: Dispatcher,
+        store: Callable[[], ObjectStore],
     ) -> None:
         self.settings = settings
         self.records = records
         self.metrics = metrics
         self.dispatcher = dispatcher
+        self.store = store
         self.worker = worker_name()
 
     def handle(self, task: Task, payload: Any) -> dict[str, Any] | None:
@@ -96,8 +103,8 @@ class BuildJob:
         if claimed is None:
             return None
         request = claimed.request
-        if claimed.started_at is not None:
-            self.metrics.queue_wait.observe(max(0.0, claimed.started_at - claimed.created_at))
+        if claimed.queue_wait is not None:
+            self.metrics.queue_wait.observe(max(0.0, claimed.queue_wait))
         self.metrics.in_progress.inc()
         started = time.monotonic()
         try:
@@ -137,7 +144,7 @@ class BuildJob:
         ):
             self._end(request, BuildState.EXPIRED, "waited in the queue longer than its TTL")
             return None
-        if self._dependencies(request) is not None:
+        if self._blocked(request):
             # Pending: it stays QUEUED and the last dependency to end queues it again.
             # Failed: it was just cancelled.
             return None
@@ -157,22 +164,23 @@ class BuildJob:
             log.info("build %s is held by a live worker; not taking it", request.build_id)
         return claimed
 
-    def _dependencies(self, request: BuildRequest) -> bool | None:
-        """None: all succeeded; True: some still pending; False: one failed (so cancelled)."""
+    def _blocked(self, request: BuildRequest) -> bool:
+        """Whether a dependency keeps the build from starting: one still pending, or one
+        that failed (the build is cancelled then)."""
         pending = False
         for dep in request.depends_on:
             record = self.records.get(dep)
             if record is None:
                 self._end(request, BuildState.CANCELLED, f"dependency {dep} does not exist")
-                return False
+                return True
             if record.state not in TERMINAL:
                 pending = True
             elif record.state != BuildState.SUCCESS:
                 self._end(
                     request, BuildState.CANCELLED, f"dependency {dep} ended as {record.state}"
                 )
-                return False
-        return True if pending else None
+                return True
+        return pending
 
     def _run(self, request: BuildRequest, record: BuildRecord) -> dict[str, Any] | None:
         workspace = self.settings.workspace_root / request.build_id
@@ -184,7 +192,7 @@ class BuildJob:
         try:
             try:
                 context = fetch_context(
-                    self.settings.open_store(), request.context_digest, workspace,
+                    self.store(), request.context_digest, workspace,
                     max_bytes=8 << 30, max_files=500_000,
                 )  # fmt: skip
             except ExecutorError as exc:
@@ -334,7 +342,7 @@ class BuildJob:
         """The log outlives Redis's copy in object storage (logs/<id>.log)."""
         try:
             data, _ = self.records.logs.read(build_id, 0)
-            self.settings.open_store().put_bytes(log_key(build_id), data)
+            self.store().put_bytes(stored_log_key(build_id), data)
         except ExecutorError as exc:
             log.warning("keeping the log of %s: %s", build_id, exc)
 

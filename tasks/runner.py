@@ -81,7 +81,7 @@ def run_child(
             _kill_group(proc)  # never leave a build running behind an error
     code = proc.wait()
     reader.join(timeout=10)
-    outcome: dict[str, Any] = {}
+    outcome: dict[str, Any]
     try:
         outcome = json.loads(outcome_file.read_text())
     except (OSError, ValueError):

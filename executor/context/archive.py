@@ -45,22 +45,27 @@ def _member_path(archive: Path, member: tarfile.TarInfo) -> str:
     return "/".join(parts)
 
 
-def _check_symlink(archive: Path, member: tarfile.TarInfo, rel: str) -> None:
-    """Refuse a symlink whose target could resolve outside the context.
+def symlink_escapes(rel: str, target: str) -> bool:
+    """Whether a symlink at ``rel`` (relative to the context) to ``target`` could
+    resolve outside the context.
 
     The target may only climb (``..``) before it descends, and no further than the
     link's own directory is deep: a ``..`` after a name (``t/..``) is refused
     because the kernel applies it to wherever ``t`` points, not lexically.
     """
-    target = member.linkname
     parts = [part for part in target.split("/") if part not in ("", ".")]
     climbs = 0
     for part in parts:
         if part != "..":
             break
         climbs += 1
-    depth = rel.count("/")
-    if not target or target.startswith("/") or ".." in parts[climbs:] or climbs > depth:
+    return not target or target.startswith("/") or ".." in parts[climbs:] or climbs > rel.count("/")
+
+
+def _check_symlink(archive: Path, member: tarfile.TarInfo, rel: str) -> None:
+    """Refuse a symlink whose target could resolve outside the context."""
+    target = member.linkname
+    if symlink_escapes(rel, target):
         raise ContextError(
             f"unpacking {archive}: symlink {member.name!r} -> {target!r} leaves the context"
         )

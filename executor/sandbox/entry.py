@@ -30,6 +30,8 @@ from executor.sandbox.spec import OutputSink
 
 # enter.py runs by path with -I -S: no site, no package imports, a fast start.
 ENTER = Path(__file__).with_name("enter.py")
+# The framing enter.py reads (its RUN and KILL). Kept as copies, like _read_exact below:
+# importing enter.py would load ctypes and libc into every build for 8 lines.
 _RUN = b"R"
 _KILL = b"K"
 # Output is read in blocks this big; a step's log arrives as it is written.

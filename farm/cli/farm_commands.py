@@ -100,8 +100,7 @@ def run_submit(args: argparse.Namespace) -> int:
             return 0
         records = [client.wait(build_id) for build_id in ids.values()]
         failed = [r for r in records if r.state is not BuildState.SUCCESS]
-        for name, build_id in ids.items():
-            record = client.get(build_id)
+        for name, record in zip(ids, records, strict=True):
             print(f"{name}: {record.state.value} {record.reason}".rstrip(), file=sys.stderr)
         return _FAILED if failed else 0
     if (args.digest_file or args.image_name_with_digest_file) and not args.wait:
@@ -230,7 +229,7 @@ def run_logs(args: argparse.Namespace) -> int:
         if chunk:
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
-        if not args.follow or (client.get(args.build_id).state in TERMINAL and not chunk):
+        if not args.follow or (not chunk and client.get(args.build_id).state in TERMINAL):
             return 0
         if not chunk:
             time.sleep(0.5)

@@ -279,6 +279,7 @@ def test_expired_records_drop_out_of_listings(records: Records, client: redis.Re
     assert [r.build_id for r in records.list()] == ["build-0002"]
     assert records.list(state=BuildState.FAILURE) == []
     assert client.zscore("t:builds", "build-0001") is None
+    assert not client.sismember("t:state:FAILURE", "build-0001")
 
 
 def test_cancel_flag(records: Records) -> None:

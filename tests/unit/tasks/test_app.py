@@ -1,10 +1,13 @@
 from farm.config import Settings
+from farm.spec import BUILD_TASK
 from tasks.app import create_app
 
 
 def test_delivery_settings_and_the_timeout_order() -> None:
     settings = Settings.from_env({"FARM_BUILD_TIMEOUT_SECONDS": "600"})
-    conf = create_app(settings).conf
+    app = create_app(settings)
+    assert BUILD_TASK in app.tasks  # the worker's app has the build task on it
+    conf = app.conf
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1
