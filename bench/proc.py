@@ -12,7 +12,7 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "pid_with_argument"]
+__all__ = ["cpu_seconds"]
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Indexes into the fields after the ")" that ends the command name (field 2), which
@@ -29,20 +29,3 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
     fields = text.rsplit(")", 1)[1].split()
     wanted = (_UTIME, _STIME, _CUTIME, _CSTIME) if children else (_UTIME, _STIME)
     return sum(int(fields[index]) for index in wanted) / _CLOCK_TICKS
-
-
-def pid_with_argument(argument: str) -> int | None:
-    """The one process whose command line has ``argument`` as a whole argument, or None
-    when there is none or more than one."""
-    wanted = argument.encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if wanted in argv:
-            found.append(int(entry.name))
-    return found[0] if len(found) == 1 else None

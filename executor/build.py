@@ -68,14 +68,18 @@ def _deps(stage: Stage, names: Mapping[str, int], meta: Mapping[str, str]) -> se
             refs.append(inst.from_)
         if isinstance(inst, Run):
             refs.extend(m.get("from") or "" for m in inst.mounts)
-    found = set()
-    for ref in refs:
-        key = ref.lower()
-        if key in names and names[key] < stage.index:
-            found.add(names[key])
-        elif key.isdigit() and int(key) < stage.index:
-            found.add(int(key))
-    return found
+    found = {_earlier_stage(ref, names, stage.index) for ref in refs}
+    return {index for index in found if index is not None}
+
+
+def _earlier_stage(ref: str, names: Mapping[str, int], before: int) -> int | None:
+    """The index of the stage ``ref`` names (by name or number) if it comes before."""
+    key = ref.lower()
+    if key in names and names[key] < before:
+        return names[key]
+    if key.isdigit() and int(key) < before:
+        return int(key)
+    return None
 
 
 def stages_needed(
@@ -233,11 +237,8 @@ def _prepare_base(
 
 def _from_image(stage: Stage, names: Mapping[str, int], meta: Mapping[str, str]) -> bool:
     """Whether the stage starts FROM a registry image (not scratch, not another stage)."""
-    key = expand_base(stage, meta)[0].lower()
-    is_stage = (key in names and names[key] < stage.index) or (
-        key.isdigit() and int(key) < stage.index
-    )
-    return key != "scratch" and not is_stage
+    ref = expand_base(stage, meta)[0]
+    return ref.lower() != "scratch" and _earlier_stage(ref, names, stage.index) is None
 
 
 def _run_stages(

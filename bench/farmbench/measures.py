@@ -102,7 +102,21 @@ def submit_to_start(
 class BatchTimes:
     submit: float  # seconds for submit_batch
     cancel: float  # seconds for cancel_batch
-    cancelled: int
+
+
+def _items(
+    farm: LocalBenchFarm, context: Path, count: int, *, name: str, repository: str
+) -> list[BatchItem]:
+    """``count`` builds of ``context``, each pushing to its own tag of one repository."""
+    return [
+        BatchItem(
+            name=f"{name}{index:04d}",
+            context=str(context),
+            destinations=(ImageReference.parse(f"{farm.registry}/bench/{repository}:{index}"),),
+            build_args=_args(farm),
+        )
+        for index in range(count)
+    ]
 
 
 def submit_and_cancel(farm: LocalBenchFarm, context: Path, count: int) -> BatchTimes:
@@ -115,15 +129,7 @@ def submit_and_cancel(farm: LocalBenchFarm, context: Path, count: int) -> BatchT
     """
     queue = f"bench-parked-{secrets.token_hex(4)}"
     client = farm.client(FARM_QUEUE=queue)
-    items = [
-        BatchItem(
-            name=f"b{index:04d}",
-            context=str(context),
-            destinations=(ImageReference.parse(f"{farm.registry}/bench/parked:{index}"),),
-            build_args=_args(farm),
-        )
-        for index in range(count)
-    ]
+    items = _items(farm, context, count, name="b", repository="parked")
     started = time.perf_counter()
     batch_id, _ = client.submit_batch(items)
     submitted = time.perf_counter() - started
@@ -136,7 +142,7 @@ def submit_and_cancel(farm: LocalBenchFarm, context: Path, count: int) -> BatchT
             f"batch {batch_id}: {len(cancelled)} of {count} cancelled, {len(left)} not cancelled"
         )
     _delete_queue(client.settings.redis_url, queue)
-    return BatchTimes(submit=submitted, cancel=cancel, cancelled=len(cancelled))
+    return BatchTimes(submit=submitted, cancel=cancel)
 
 
 def _delete_queue(redis_url: str, queue: str) -> None:
@@ -173,16 +179,7 @@ def batch_throughput(farm: LocalBenchFarm, context: Path, count: int, tag: str) 
     client = farm.client()
     workers, services = farm.pids(workers=True), farm.pids(workers=False)
     worker_cpu, service_cpu = _cpu(workers), _cpu(services)
-    items = [
-        BatchItem(
-            name=f"t{index:04d}",
-            context=str(context),
-            destinations=(ImageReference.parse(f"{farm.registry}/bench/{tag}:{index}"),),
-            build_args=_args(farm),
-        )
-        for index in range(count)
-    ]
-    batch_id, _ = client.submit_batch(items)
+    batch_id, _ = client.submit_batch(_items(farm, context, count, name="t", repository=tag))
     deadline = time.monotonic() + _BATCH_SECONDS_PER_BUILD * count
     while True:
         records = client.list(batch_id=batch_id)

@@ -10,7 +10,6 @@ PUT of the whole blob (up to 64 MiB) or PATCHes of 16 MiB and a closing PUT.
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.figures import Figure, Section, median
-from bench.proc import cpu_seconds, pid_with_argument
+from bench.proc import cpu_seconds
 from executor.errors import RegistryError
 from executor.oci.digest import Digest
 from executor.oci.manifest import Descriptor
@@ -60,9 +59,8 @@ def _write_blob(path: Path, mib: int) -> Descriptor:
 
 
 def _registry_cpu(registry: RegistryServer) -> float:
-    """The registry process's CPU seconds so far; NaN if it cannot be told apart."""
-    pid = pid_with_argument(str(registry.config_path))
-    return math.nan if pid is None else cpu_seconds(pid)
+    """The registry process's CPU seconds so far."""
+    return cpu_seconds(registry.pid)
 
 
 class _Measured:

@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import stat
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -226,13 +227,8 @@ def _copy_stream(source: IO[bytes], fd: int) -> None:
     except (OSError, AttributeError, ValueError):
         in_fd = -1
     if in_fd >= 0:
-        try:
-            while os.copy_file_range(in_fd, fd, _COPY_BYTES) > 0:
-                pass
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                raise
+        _copy_fd(in_fd, fd, sys.maxsize)  # no size known: copy until the kernel says end
+        return
     while chunk := source.read(_COPY_BYTES):
         _write_all(fd, chunk)
 

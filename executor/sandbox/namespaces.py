@@ -68,8 +68,6 @@ def prepare_rootfs(spec: RunSpec, points: MountPoints, scratch: Path) -> Prepare
     for target in ("/proc", "/dev"):
         prepared.points[target] = points.ensure(target, directory=True)
     for m in spec.mounts:
-        if not m.target.startswith("/"):
-            raise SandboxError(f"mount target {m.target}: not an absolute path")
         is_dir = m.kind == "tmpfs" or os.path.isdir(m.source)
         prepared.points[m.target] = points.ensure(m.target, directory=is_dir)
     points.settle()
@@ -116,8 +114,9 @@ class NamespaceSandbox:
         self.userns = userns
         self.name = "userns" if userns else "chroot"
         self._entries = EntryPool(userns=userns)
-        # Its start-up overlaps the build's pull and unpack instead of the first RUN.
-        self._entries.start()
+        if self._usable():
+            # Its start-up overlaps the build's pull and unpack instead of the first RUN.
+            self._entries.start()
         # Where steps' /etc/hosts and /etc/resolv.conf are written: one dir for the
         # sandbox's life, as a dir per step cost an rmdir, which on a busy disk waits.
         self._scratch: Path | None = None
@@ -141,8 +140,11 @@ class NamespaceSandbox:
                 weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
             return self._scratch
 
+    def _usable(self) -> bool:
+        return self.userns or os.geteuid() == 0
+
     def unavailable(self) -> str | None:
-        if self.userns is False and os.geteuid() != 0:
+        if not self._usable():
             return "needs root (run as uid 0, or use userns)"
         with tempfile.TemporaryDirectory(prefix="farm-probe-") as tmp:
             return probe(self, RunSpec(Path(tmp), argv=()))

@@ -329,18 +329,15 @@ def test_root_step_cannot_reach_the_host_filesystem(
     marker.write_text("host")
     script = (
         "cat /proc/self/mountinfo; echo ---; "
-        f"cat /proc/1/root{marker} /proc/self/root{marker} {marker} 2>/dev/null; "
-        "mkdir -p /x && chroot /x /bin/sh -c true 2>/dev/null; echo chroot=$?"
+        f"cat /proc/1/root{marker} /proc/self/root{marker} {marker} 2>/dev/null; true"
     )
     status, out = run(backend, RunSpec(rootfs, ("sh", "-c", script), env=(PATH,)))
     assert status == 0, out
     mountinfo, _, rest = out.partition("---\n")
     assert "host" not in rest.splitlines()
-    assert rest.splitlines()[-1] != "chroot=0"  # nothing to run in an empty /x
     points = [line.split()[4] for line in mountinfo.splitlines()]
     # After pivot_root the old root is detached: every mount point is the rootfs's
     # own, and no mount is of the host's root directory itself.
-    assert points[0] == "/" or "/" in points
     assert not any(p.startswith(str(tmp_path)) for p in points), mountinfo
     roots = [line.split()[3] for line in mountinfo.splitlines() if line.split()[4] == "/"]
     assert roots and all(r != "/" for r in roots), mountinfo
@@ -419,8 +416,9 @@ def test_a_step_holds_no_channel_of_the_builder(backend: str, rootfs: Path) -> N
     assert out.split() == ["0", "1", "2"]
 
 
-def test_a_step_cannot_leave_the_output_pipe_non_blocking() -> None:
-    """Steps share the entry process's output pipe; flags one sets are undone for the next."""
+def test_reset_output_undoes_the_flags_a_step_can_set() -> None:
+    """Steps share the entry process's output pipe; serve() resets it before each step
+    with _reset_output, which must clear what one step may have set."""
     import fcntl
 
     from executor.sandbox.enter import _reset_output

@@ -125,6 +125,13 @@ class ManagedProcess(ABC):
         return self._process is not None and self._process.poll() is None
 
     @property
+    def pid(self) -> int:
+        """The server process's pid (for its CPU time, say)."""
+        if self._process is None:
+            raise RuntimeError("not started")
+        return self._process.pid
+
+    @property
     def port(self) -> int:
         """The TCP port on 127.0.0.1 (kept after stop, to test a dead endpoint)."""
         if self._port is None:
