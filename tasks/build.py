@@ -62,7 +62,7 @@ def register(app: Celery, settings: Settings) -> None:
     # One store (an S3 client) for the worker's life, made when the first build needs it.
     store = functools.cache(settings.open_store)
 
-    @app.task(name=BUILD_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    @app.task(name=BUILD_TASK, bind=True, max_retries=None, shared=False)  # type: ignore[untyped-decorator]
     def build(task: Task, payload: Any) -> dict[str, Any] | None:
         return BuildJob(settings, records, metrics, dispatcher, store).handle(task, payload)
 
