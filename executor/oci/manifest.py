@@ -8,7 +8,7 @@ its digest (and callers that need the exact bytes keep those, see ``RawManifest`
 from __future__ import annotations
 
 import json
-import platform as _host
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -88,7 +88,7 @@ class Platform:
     @classmethod
     def host(cls) -> Platform:
         """The platform of this machine (always linux: images run on Linux)."""
-        machine = _host.machine().lower()
+        machine = os.uname().machine.lower()
         arch = _ARCH_NAMES.get(machine, machine)
         return cls("linux", arch, "v7" if machine == "armv7l" else None)
 

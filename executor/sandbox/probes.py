@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ class ProbeCache:
         return cls(Path(base) / "farm" / "probes.json")
 
     def _key(self, name: str) -> str:
-        return f"{name}|{platform.release()}|{os.geteuid()}|{sys.executable}"
+        return f"{name}|{os.uname().release}|{os.geteuid()}|{sys.executable}"
 
     def _load(self) -> dict[str, float]:
         if self.path is None:

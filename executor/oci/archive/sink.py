@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-import zstandard
-
 from executor.errors import (
     DigestMismatchError,
     InvalidReferenceError,
@@ -290,8 +288,8 @@ def _decompress_verified(
         while chunk := stream.read(CHUNK_SIZE):
             hasher.update(chunk)
             out.write(chunk)
-    except zstandard.ZstdError as exc:
-        raise LayerError(f"{what}: corrupt zstd stream: {exc}") from exc
+    except LayerError as exc:  # a corrupt gzip or zstd stream
+        raise LayerError(f"{what}: {exc}") from exc
     # The decompressor may stop at its end marker before the last read; drain so
     # the verifying reader sees EOF and checks the digest of every byte.
     while verifying.read(CHUNK_SIZE):
