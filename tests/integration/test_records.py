@@ -20,6 +20,7 @@ from farm.records import (
     Records,
     RecordsUnavailableError,
 )
+from farm.redisio import text
 from farm.spec import OUTCOME_STATES, BuildOutcome, BuildRequest
 from tests.support.ports import free_port
 from tests.support.redis import RedisServer
@@ -472,3 +473,82 @@ def test_create_many_records_a_batch_in_one_go(records: Records) -> None:
     assert records.overdue(-1) == []
     with pytest.raises(DuplicateBuildError, match="many-00002: build id already in use"):
         records.create_many([request("many-00003"), second])
+    assert records.get("many-00003") is None
+
+
+def _batch_traces(client: redis.Redis, ids: list[str]) -> dict[str, list[str]]:
+    """Every place a build of ``ids`` could have left a trace, and the ids found there."""
+    places = {
+        "record": [i for i in ids if client.exists(f"t:build:{i}")],
+        "builds": [i for i in ids if client.zscore("t:builds", i) is not None],
+        "queued": [i for i in ids if client.sismember("t:state:QUEUED", i)],
+        "outbox": [i for i in ids if client.zscore("t:outbox", i) is not None],
+    }
+    dependents = {text(m) for key in client.keys("t:dependents:*") for m in client.smembers(key)}
+    places["dependents"] = [i for i in ids if i in dependents]
+    return places
+
+
+NO_TRACE: dict[str, list[str]] = {
+    "record": [],
+    "builds": [],
+    "queued": [],
+    "outbox": [],
+    "dependents": [],
+}
+
+
+@pytest.mark.parametrize("taken", ["allm-00001", "allm-00002", "allm-00003"])
+def test_create_many_with_an_id_in_use_records_nothing(
+    records: Records, client: redis.Redis, taken: str
+) -> None:
+    records.create(request(taken))
+    batch = [
+        request("allm-00001"),
+        BuildRequest(
+            build_id="allm-00002", context_digest=Digest.of(b"ctx"), depends_on=("allm-00001",)
+        ),
+        request("allm-00003"),
+    ]
+    with pytest.raises(DuplicateBuildError, match=f"{taken}: build id already in use"):
+        records.create_many(batch)
+    others = [r.build_id for r in batch if r.build_id != taken]
+    assert _batch_traces(client, others) == NO_TRACE
+    assert records.list() == [records.get(taken)]
+
+
+def test_create_many_with_an_id_named_twice_records_nothing(
+    records: Records, client: redis.Redis
+) -> None:
+    batch = [request("twice-0001"), request("twice-0002"), request("twice-0001")]
+    with pytest.raises(DuplicateBuildError, match="twice-0001: build id already in use"):
+        records.create_many(batch)
+    assert _batch_traces(client, ["twice-0001", "twice-0002"]) == NO_TRACE
+
+
+def test_a_redis_error_in_the_middle_of_a_batch_records_none_of_it(
+    records: Records, client: redis.Redis
+) -> None:
+    """Redis runs out of memory part-way through a batch: 500 builds of about 1 KiB each
+    against 100 KB to spare. Written as one command per build, the first few dozen
+    would stay recorded (and be published by a reaper) though create_many raised."""
+    batch = [
+        BuildRequest(
+            build_id=f"oom-{n:05d}",
+            context_digest=Digest.of(b"ctx"),
+            no_push=True,
+            labels={"padding": "x" * 1024},
+            depends_on=("oom-00000",) if n else (),
+        )
+        for n in range(500)
+    ]
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", used + 100_000)
+    try:
+        with pytest.raises(redis.ResponseError, match="maxmemory"):
+            records.create_many(batch)
+    finally:
+        client.config_set("maxmemory", 0)
+    assert _batch_traces(client, [r.build_id for r in batch]) == NO_TRACE
+    records.create_many(batch)  # and with memory to spare, all of it
+    assert len(records.list()) == 500
