@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,28 +20,14 @@ from farm.spec import BuildRequest
 from tests.support.redis import RedisServer
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path_factory.mktemp("redis")) as started:
-        yield started
+@pytest.fixture
+def records(redis_client: redis.Redis) -> Records:
+    return Records(redis_client)
 
 
 @pytest.fixture
-def client(server: RedisServer) -> Iterator[redis.Redis]:
-    connection = server.client()
-    connection.flushdb()
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def records(client: redis.Redis) -> Records:
-    return Records(client)
-
-
-@pytest.fixture
-def farm_client(server: RedisServer, records: Records) -> FarmClient:
-    return FarmClient(Settings(redis_url=server.url), records=records)
+def farm_client(redis_server: RedisServer, records: Records) -> FarmClient:
+    return FarmClient(Settings(redis_url=redis_server.url), records=records)
 
 
 def _submit(records: Records, ids: Sequence[str], batch_id: str | None = None) -> None:
@@ -77,7 +63,7 @@ class Usage:
 
 @pytest.mark.parametrize("count", [1, 10, 100])
 def test_a_poll_is_one_round_trip_and_reads_only_builds_not_ended(
-    server: RedisServer, records: Records, farm_client: FarmClient, count: int
+    redis_server: RedisServer, records: Records, farm_client: FarmClient, count: int
 ) -> None:
     """A poll of N builds costs one round trip for every N, and the builds that ended
     are not read again: half end after the first poll, the rest after the second."""
@@ -86,7 +72,7 @@ def test_a_poll_is_one_round_trip_and_reads_only_builds_not_ended(
     half = count // 2
     endings = [ids[:half], ids[half:]]
     polls: list[Usage] = []
-    with server.client() as probe:
+    with redis_server.client() as probe:
         started = Usage.of(probe)
 
         def after_poll(ended: Sequence[BuildRecord]) -> None:
@@ -137,38 +123,38 @@ def test_waiting_on_a_build_with_no_record_fails(records: Records, farm_client: 
 
 
 @pytest.fixture
-def farm_env(server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`farm` commands in this process talk to ``server`` (and to no local farm)."""
+def cli_batch(
+    redis_server: RedisServer, records: Records, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Batch `batch-cli` of two builds, the first FAILED and the second QUEUED, for the
+    `farm` commands of this process (and no local farm) to see."""
     monkeypatch.setenv("FARM_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FARM_CONFIG", raising=False)
-    monkeypatch.setenv("FARM_REDIS_URL", server.url)
-
-
-@pytest.mark.usefixtures("farm_env")
-def test_farm_wait_on_a_batch_lists_its_builds_and_fails_if_one_failed(
-    records: Records, capsys: pytest.CaptureFixture[str]
-) -> None:
+    monkeypatch.setenv("FARM_REDIS_URL", redis_server.url)
     ids = ["cliwait-001", "cliwait-002"]
-    _submit(records, ids, batch_id="batch-cliwait")
+    _submit(records, ids, batch_id="batch-cli")
     _end(records, ids[:1], BuildState.FAILURE)
-    _end(records, ids[1:])
-    assert main(["wait", "batch-cliwait"]) == 1
+    return ids
+
+
+def test_farm_wait_on_a_batch_lists_its_builds_and_fails_if_one_failed(
+    records: Records, cli_batch: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _end(records, cli_batch[1:])
+    assert main(["wait", "batch-cli"]) == 1
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         "cliwait-001  FAILURE        ended",
         "cliwait-002  CANCELLED      ended",
     ]
-    assert "batch-cliwait [" + "#" * 30 + "] 2/2 done, 2 not successful" in err
+    assert "batch-cli [" + "#" * 30 + "] 2/2 done, 2 not successful" in err
 
 
-@pytest.mark.usefixtures("farm_env")
+@pytest.mark.usefixtures("cli_batch")
 def test_farm_wait_on_a_batch_times_out_naming_the_batch(
-    records: Records, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    ids = ["cliwait-003", "cliwait-004"]
-    _submit(records, ids, batch_id="batch-clislow")
-    _end(records, ids[:1], BuildState.FAILURE)
-    assert main(["wait", "batch-clislow", "--timeout", "0.2"]) == 1
+    assert main(["wait", "batch-cli", "--timeout", "0.2"]) == 1
     err = capsys.readouterr().err
     assert "1/2 done, 1 not successful\n" in err
-    assert "farm: error: batch batch-clislow: build cliwait-004 still QUEUED after 0.2s" in err
+    assert "farm: error: batch batch-cli: build cliwait-002 still QUEUED after 0.2s" in err
