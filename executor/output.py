@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 
 from executor.errors import ExecutorError
 from executor.image import BuildImage, LayerRef
@@ -57,6 +58,16 @@ def write_outputs(
     return digest
 
 
+# How long a failed build waits for the early upload under way before it abandons it.
+# A failed build pushes nothing, so the upload is of no use to it; the wait only lets
+# an upload about to end be counted and logged (a healthy registry answers the last
+# PUT within seconds, even when it moves a big blob within its storage). Ten seconds,
+# the transport's connect timeout: the patience the executor already grants a
+# registry to answer at all. A stalled registry would otherwise hold the build for the
+# 120 s read timeout, and again for each of the upload's retries.
+ABANDON_UPLOAD_AFTER_SECONDS = 10.0
+
+
 class EarlyUploads:
     """Uploads the final stage's layers to the first destination while the build goes on.
 
@@ -67,14 +78,34 @@ class EarlyUploads:
     """
 
     def __init__(
-        self, connector: RegistryConnector, destination: ImageReference, reporter: BuildReporter
+        self,
+        connector: RegistryConnector,
+        destination: ImageReference,
+        reporter: BuildReporter,
+        *,
+        abandon_after: float = ABANDON_UPLOAD_AFTER_SECONDS,
     ) -> None:
         self._sink = RegistrySink(connector, destination)
         self._reporter = reporter
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="early-upload")
+        self._abandon_after = abandon_after
+        self._layers: queue.SimpleQueue[LayerRef | None] = queue.SimpleQueue()
+        # Set when the build failed: what has not started is dropped, and an
+        # abandoned upload that ends later says nothing.
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def offer(self, layer: LayerRef) -> None:
-        self._pool.submit(self._upload, layer)
+        if self._thread is None:
+            # A daemon: an upload abandoned on a stalled registry must not keep the
+            # process from exiting.
+            self._thread = threading.Thread(target=self._run, name="early-upload", daemon=True)
+            self._thread.start()
+        self._layers.put(layer)
+
+    def _run(self) -> None:
+        while (layer := self._layers.get()) is not None:
+            if not self._closed.is_set():
+                self._upload(layer)
 
     def _upload(self, layer: LayerRef) -> None:
         descriptor = layer.descriptor
@@ -82,16 +113,27 @@ class EarlyUploads:
             if not self._sink.has_blob(descriptor):
                 self._sink.put_blob(descriptor, layer.open)
         except ExecutorError as exc:
-            self._reporter.info(
-                f"uploading layer {descriptor.digest.short} early: {exc} (the push will retry)"
-            )
+            if not self._closed.is_set():
+                self._reporter.info(
+                    f"uploading layer {descriptor.digest.short} early: {exc} (the push will retry)"
+                )
 
     def finish(self) -> None:
-        """Wait for the uploads under way."""
-        self._pool.shutdown(wait=True)
+        """Wait for every upload offered: the push at the end needs them."""
+        self._layers.put(None)
+        if self._thread is not None:
+            self._thread.join()
 
     def close(self) -> None:
-        """Drop uploads not started (the build failed), wait for the one running, and
-        count what was sent as pushed, failed build or not: the bytes went out."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Drop uploads not started (the build failed), give the one running
+        ``abandon_after`` seconds and abandon it then, and count what was sent as
+        pushed, failed build or not: the bytes went out."""
+        self._closed.set()
+        self._layers.put(None)
+        if self._thread is not None:
+            self._thread.join(self._abandon_after)
+            if self._thread.is_alive():
+                self._reporter.info(
+                    f"abandoned an early upload still running after {self._abandon_after:g}s"
+                )
         self._reporter.count("pushed", self._sink.uploaded_bytes)

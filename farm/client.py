@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -180,13 +180,44 @@ class FarmClient:
         self, build_id: str, *, timeout: float | None = None, poll: float = 0.5
     ) -> BuildRecord:
         """Block until the build ends; raise WaitTimeoutError after ``timeout`` seconds."""
+        return self.wait_many([build_id], timeout=timeout, poll=poll)[0]
+
+    def wait_many(
+        self,
+        build_ids: Sequence[str],
+        *,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        progress: Callable[[Sequence[BuildRecord]], None] | None = None,
+    ) -> list[BuildRecord]:
+        """Block until every build ends; their records, in the order of ``build_ids``.
+
+        A poll reads the builds yet to end in one round trip, so following a batch
+        costs one round trip every ``poll`` seconds however large it is, and less
+        Redis work as its builds end. ``progress`` is called after each poll with the
+        records of the builds ended so far. Raises WaitTimeoutError after ``timeout``
+        seconds, ExecutorError when a build has no record.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        running = list(dict.fromkeys(build_ids))
+        ended: dict[str, BuildRecord] = {}
         while True:
-            record = self.get(build_id)
-            if record.state in TERMINAL:
-                return record
+            polled = {record.build_id: record for record in self.records.get_many(running)}
+            missing = [build_id for build_id in running if build_id not in polled]
+            if missing:
+                raise ExecutorError(f"no build {missing[0]!r}")
+            ended |= {i: record for i, record in polled.items() if record.state in TERMINAL}
+            running = [build_id for build_id in running if build_id not in ended]
+            if progress is not None:
+                progress(list(ended.values()))
+            if not running:
+                return [ended[build_id] for build_id in build_ids]
             if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeoutError(f"build {build_id} still {record.state} after {timeout}s")
+                first = polled[running[0]]
+                more = f" (and {len(running) - 1} more)" if len(running) > 1 else ""
+                raise WaitTimeoutError(
+                    f"build {first.build_id} still {first.state} after {timeout}s{more}"
+                )
             time.sleep(poll)
 
     def logs(self, build_id: str, offset: int = 0) -> tuple[bytes, int]:

@@ -143,7 +143,7 @@ class Records:
         self.logs = BuildLogs(
             client, prefix=prefix, max_bytes=log_max_bytes, max_chunks=log_max_chunks
         )
-        self._create = client.register_script(redis_scripts.CREATE)
+        self._create_many = client.register_script(redis_scripts.CREATE_MANY)
         self._transition = client.register_script(redis_scripts.TRANSITION)
         self._heartbeat = client.register_script(redis_scripts.HEARTBEAT)
         self._retried = client.register_script(redis_scripts.RETRIED)
@@ -183,36 +183,32 @@ class Records:
         return record
 
     def create_many(self, requests: Sequence[BuildRequest]) -> None:
-        """Record every request as QUEUED in one round trip; raise DuplicateBuildError
-        naming the first id already in use (the others are recorded)."""
-        now = repr(self._clock())
-        what = f"creating {len(requests)} build records"
-        with redis_errors(what), self._redis.pipeline(transaction=False) as pipe:
-            for request in requests:
-                build_id = request.build_id
-                self._create(
-                    keys=[
-                        self._build_key(build_id),
-                        self._key("builds"),
-                        self._state_key(BuildState.QUEUED),
-                        self._key("outbox"),
-                    ],
-                    args=[build_id, request.dumps(), now, BuildState.QUEUED.value],
-                    client=pipe,
-                )
-                # An index from each dependency to its dependents: when a build ends,
-                # its dependents are owed a message (see farm/dispatch.py).
-                for dep in request.depends_on:
-                    pipe.sadd(self._key("dependents", dep), build_id)
-                    pipe.expire(self._key("dependents", dep), self.batch_ttl)
-            results = pipe.execute()
-        position = 0
+        """Record every request as QUEUED, all or nothing, in one script call.
+
+        Raises DuplicateBuildError naming the first id already in use (or named twice),
+        and then nothing is recorded. Nor is anything half-written when Redis fails: the
+        batch is one command, so a connection lost on the way delivers none of it, and
+        a Redis out of memory refuses the script before its first write. So no build of
+        a submission that raised is left in the outbox for a reaper to publish. (A
+        script is not rolled back: a key of the wrong type under the farm's prefix could
+        still stop it half-way; nothing but the farm writes there.)
+        """
+        if not requests:
+            return
+        keys = [self._key("builds"), self._state_key(BuildState.QUEUED), self._key("outbox")]
+        keys += [self._build_key(request.build_id) for request in requests]
+        # An index from each dependency to its dependents: when a build ends,
+        # its dependents are owed a message (see farm/dispatch.py).
+        keys += [self._key("dependents", dep) for r in requests for dep in r.depends_on]
+        args: list[str | int] = [repr(self._clock()), BuildState.QUEUED.value, self.batch_ttl]
         for request in requests:
-            if not results[position]:
-                raise DuplicateBuildError(
-                    f"creating build record {request.build_id}: build id already in use"
-                )
-            position += 1 + 2 * len(request.depends_on)
+            args += [request.build_id, request.dumps(), len(request.depends_on)]
+        with redis_errors(f"creating {len(requests)} build records"):
+            taken = int(self._create_many(keys=keys, args=args))
+        if taken:
+            raise DuplicateBuildError(
+                f"creating build record {requests[taken - 1].build_id}: build id already in use"
+            )
 
     def dependents(self, build_id: str) -> builtins.list[str]:
         """Builds that named ``build_id`` in depends_on."""

@@ -7,18 +7,39 @@ one Redis, not a cluster, so that is allowed.
 
 from __future__ import annotations
 
-# KEYS: build, builds zset, state set of QUEUED, outbox zset
-# ARGV: id, request JSON, now, QUEUED
-# A new build enters the outbox (due now): its message is yet to be published.
-CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[4], 'request', ARGV[2], 'created_at', ARGV[3],
-  'started_at', '', 'finished_at', '', 'attempts', '0', 'worker', '', 'outcome', '',
-  'reason', '', 'heartbeat_at', '', 'retried_as', '')
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-return 1
+# KEYS: builds zset, state set of QUEUED, outbox zset, then each new build's record,
+#       then each dependents set, one per dependency in the order of the builds
+# ARGV: now, QUEUED, dependents TTL, then for each build: id, request JSON, how many
+#       dependencies it names
+# All or nothing: every id is checked before anything is written, so a batch with an
+# id already in use (or named twice) writes nothing and returns that build's position
+# (1-based); 0 when every build was recorded. A new build enters the outbox (due now):
+# its message is yet to be published.
+CREATE_MANY = """
+local count = (#ARGV - 3) / 3
+local seen = {}
+for i = 1, count do
+  local key = KEYS[3 + i]
+  if seen[key] or redis.call('EXISTS', key) == 1 then return i end
+  seen[key] = true
+end
+local now, queued, ttl = ARGV[1], ARGV[2], ARGV[3]
+local dependents = 3 + count
+for i = 1, count do
+  local id = ARGV[1 + 3 * i]
+  redis.call('HSET', KEYS[3 + i], 'state', queued, 'request', ARGV[2 + 3 * i],
+    'created_at', now, 'started_at', '', 'finished_at', '', 'attempts', '0', 'worker', '',
+    'outcome', '', 'reason', '', 'heartbeat_at', '', 'retried_as', '')
+  redis.call('ZADD', KEYS[1], now, id)
+  redis.call('SADD', KEYS[2], id)
+  redis.call('ZADD', KEYS[3], now, id)
+  for _ = 1, tonumber(ARGV[3 + 3 * i]) do
+    dependents = dependents + 1
+    redis.call('SADD', KEYS[dependents], id)
+    redis.call('EXPIRE', KEYS[dependents], ttl)
+  end
+end
+return 0
 """
 
 # KEYS: build, working zset, log, logbytes, cancel, outbox zset

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from executor.errors import BuildInputError
@@ -20,6 +21,8 @@ from farm.records import TERMINAL, BuildRecord, BuildState
 
 # What `farm wait` exits with when a build did not succeed.
 _FAILED = 1
+# Characters of `farm wait BATCH`'s progress bar.
+_BAR_WIDTH = 30
 
 
 def load_settings() -> Settings:
@@ -98,7 +101,7 @@ def run_submit(args: argparse.Namespace) -> int:
         print(json.dumps({"batch": batch_id, "builds": ids}) if args.json else batch_id)
         if not args.wait:
             return 0
-        records = [client.wait(build_id) for build_id in ids.values()]
+        records = client.wait_many(list(ids.values()))
         failed = [r for r in records if r.state is not BuildState.SUCCESS]
         for name, record in zip(ids, records, strict=True):
             print(f"{name}: {record.state.value} {record.reason}".rstrip(), file=sys.stderr)
@@ -168,30 +171,28 @@ def run_wait(args: argparse.Namespace) -> int:
 
 def _wait_batch(client: FarmClient, batch_id: str, ids: list[str], args: argparse.Namespace) -> int:
     """Wait for every build of a batch, with a progress bar on stderr."""
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    width = 30
-    while True:
-        records = [client.get(build_id) for build_id in ids]
-        done = [r for r in records if r.state in TERMINAL]
-        failed = [r for r in done if r.state is not BuildState.SUCCESS]
-        filled = width * len(done) // max(len(ids), 1)
-        bar = "#" * filled + "-" * (width - filled)
+
+    def show(ended: Sequence[BuildRecord]) -> None:
+        failed = sum(record.state is not BuildState.SUCCESS for record in ended)
+        filled = _BAR_WIDTH * len(ended) // max(len(ids), 1)
+        bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
         print(
-            f"\r{batch_id} [{bar}] {len(done)}/{len(ids)} done, {len(failed)} not successful",
+            f"\r{batch_id} [{bar}] {len(ended)}/{len(ids)} done, {failed} not successful",
             end="", file=sys.stderr, flush=True,
         )  # fmt: skip
-        if len(done) == len(ids):
-            print(file=sys.stderr)
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            print(file=sys.stderr)
-            raise WaitTimeoutError(f"batch {batch_id}: {len(ids) - len(done)} builds still running")
-        time.sleep(0.5)
+
+    try:
+        records = client.wait_many(ids, timeout=args.timeout, progress=show)
+    except WaitTimeoutError as exc:
+        raise WaitTimeoutError(f"batch {batch_id}: {exc}") from exc
+    finally:
+        print(file=sys.stderr)
     if args.json:
         print(json.dumps([_summary(r) for r in records], indent=2))
     else:
         for record in records:
             print(f"{record.build_id}  {record.state.value:<14} {record.reason}".rstrip())
+    failed = [r for r in records if r.state is not BuildState.SUCCESS]
     return _FAILED if failed else 0
 
 

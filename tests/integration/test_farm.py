@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,7 +61,8 @@ def farm(tmp_path: Path, busybox_image: PushedImage) -> Iterator[Farm]:
         workers: list[WorkerProcess] = []
         try:
             for n in range(2):
-                workers.append(WorkerProcess(env, tmp_path / f"worker{n}.log", f"w{n}@test"))
+                worker = WorkerProcess(env, tmp_path / f"worker{n}.log", f"w{n}@test")
+                workers.append(worker.start())
             yield Farm(env, settings, FarmClient(settings), workers, redis_server)
         finally:
             for worker in workers:
@@ -111,7 +113,7 @@ def test_builds_succeed_fail_and_are_counted(
     assert b"about to fail" in log
     # Each build was run by one of the two worker processes, whose metrics add up to
     # what this test caused.
-    pids = {str(w.process.pid) for w in farm.workers}
+    pids = {str(w.pid) for w in farm.workers}
     assert all(r.worker.rsplit(":", 1)[-1] in pids for r in records), [r.worker for r in records]
     texts = [w.metrics() for w in farm.workers]
     succeeded = sum(
@@ -251,7 +253,7 @@ def test_a_killed_worker_does_not_lose_its_build(
         assert time.monotonic() < deadline, "the build never started"
         time.sleep(0.1)
     holder = farm.client.get(build_id).worker
-    victim = next(w for w in farm.workers if holder.endswith(f":{w.process.pid}"))
+    victim = next(w for w in farm.workers if holder.endswith(f":{w.pid}"))
     killed_at = time.monotonic()
     victim.kill()
     record = farm.client.wait(build_id, timeout=120)
@@ -304,11 +306,11 @@ def test_sigterm_finishes_the_build_retry_links_logs_kept(
         assert time.monotonic() < deadline, "the build never started"
         time.sleep(0.1)
     holder = farm.client.get(build_id).worker
-    worker = next(w for w in farm.workers if holder.endswith(f":{w.process.pid}"))
-    worker.process.terminate()  # SIGTERM: warm shutdown after the running build
+    worker = next(w for w in farm.workers if holder.endswith(f":{w.pid}"))
+    worker.signal(signal.SIGTERM)  # warm shutdown after the running build
     record = farm.client.wait(build_id, timeout=60)
     assert record.state is BuildState.SUCCESS and record.attempts == 1
-    assert worker.process.wait(timeout=30) == 0
+    assert worker.wait(timeout=30) == 0
     # The log outlives Redis: it is in object storage under logs/<id>.log.
     assert b"finished-step" in farm.client.store.get_bytes(f"logs/{build_id}.log")
     again = farm.client.retry(build_id)

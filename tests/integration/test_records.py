@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from farm.records import (
     Records,
     RecordsUnavailableError,
 )
+from farm.redisio import text
 from farm.spec import OUTCOME_STATES, BuildOutcome, BuildRequest
 from tests.support.ports import free_port
 from tests.support.redis import RedisServer
@@ -35,28 +35,14 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path_factory.mktemp("redis")) as started:
-        yield started
-
-
-@pytest.fixture
-def client(server: RedisServer) -> Iterator[redis.Redis]:
-    connection = server.client()
-    connection.flushdb()
-    yield connection
-    connection.close()
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-def records(client: redis.Redis, clock: FakeClock) -> Records:
-    return Records(client, prefix="t", clock=clock, terminal_ttl=TTL)
+def records(redis_client: redis.Redis, clock: FakeClock) -> Records:
+    return Records(redis_client, prefix="t", clock=clock, terminal_ttl=TTL)
 
 
 def request(build_id: str, *, batch_id: str | None = None) -> BuildRequest:
@@ -177,9 +163,11 @@ class Race:
                 self.winners.append(got.worker)
 
 
-def test_exactly_one_of_many_racing_clients_wins(server: RedisServer, clock: FakeClock) -> None:
+def test_exactly_one_of_many_racing_clients_wins(
+    redis_server: RedisServer, clock: FakeClock
+) -> None:
     racers = 8
-    clients = [server.client() for _ in range(racers)]
+    clients = [redis_server.client() for _ in range(racers)]
     setup = Records(clients[0], prefix="race", clock=clock)
     for index in range(20):
         setup.create(request(f"race-{index:04d}"))
@@ -202,24 +190,24 @@ def test_exactly_one_of_many_racing_clients_wins(server: RedisServer, clock: Fak
         connection.close()
 
 
-def test_records_from_url(server: RedisServer, client: redis.Redis) -> None:
-    records = Records.from_url(server.url, prefix="url")
+def test_records_from_url(redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    records = Records.from_url(redis_server.url, prefix="url")
     records.create(request("build-0001"))
-    assert client.exists("url:build:build-0001") == 1
+    assert redis_client.exists("url:build:build-0001") == 1
 
 
 def test_terminal_records_get_a_ttl_and_requeue_clears_it(
-    records: Records, client: redis.Redis
+    records: Records, redis_client: redis.Redis
 ) -> None:
     records.create(request("build-0001"))
     records.logs.append("build-0001", b"line\n")
     records.request_cancel("build-0001")
-    assert client.ttl("t:build:build-0001") == -1  # live records never expire
+    assert redis_client.ttl("t:build:build-0001") == -1  # live records never expire
     records.transition("build-0001", BuildState.CANCELLED, expect={BuildState.QUEUED})
     for key in ("t:build:build-0001", "t:log:build-0001", "t:cancel:build-0001"):
-        assert 0 < client.ttl(key) <= TTL, key
+        assert 0 < redis_client.ttl(key) <= TTL, key
     records.transition("build-0001", BuildState.QUEUED, expect=TERMINAL)
-    assert client.ttl("t:build:build-0001") == -1
+    assert redis_client.ttl("t:build:build-0001") == -1
     requeued = records.get("build-0001")
     assert requeued is not None
     assert requeued.finished_at is not None  # kept until it starts again
@@ -271,15 +259,15 @@ def test_batches_list_and_count(records: Records, clock: FakeClock) -> None:
     assert [r.build_id for r in records.list()] == [*ids, "other-build"]
 
 
-def test_expired_records_drop_out_of_listings(records: Records, client: redis.Redis) -> None:
+def test_expired_records_drop_out_of_listings(records: Records, redis_client: redis.Redis) -> None:
     records.create(request("build-0001"))
     records.create(request("build-0002"))
     records.transition("build-0001", BuildState.FAILURE, expect={BuildState.QUEUED})
-    client.delete("t:build:build-0001")  # what the TTL does, a week early
+    redis_client.delete("t:build:build-0001")  # what the TTL does, a week early
     assert [r.build_id for r in records.list()] == ["build-0002"]
     assert records.list(state=BuildState.FAILURE) == []
-    assert client.zscore("t:builds", "build-0001") is None
-    assert not client.sismember("t:state:FAILURE", "build-0001")
+    assert redis_client.zscore("t:builds", "build-0001") is None
+    assert not redis_client.sismember("t:state:FAILURE", "build-0001")
 
 
 def test_cancel_flag(records: Records) -> None:
@@ -304,8 +292,8 @@ def test_logs_append_and_read_from_offsets(records: Records) -> None:
         records.logs.read("build-0001", -1)
 
 
-def test_logs_are_capped_with_one_marker(client: redis.Redis) -> None:
-    records = Records(client, prefix="cap", log_max_bytes=10, log_max_chunks=100)
+def test_logs_are_capped_with_one_marker(redis_client: redis.Redis) -> None:
+    records = Records(redis_client, prefix="cap", log_max_bytes=10, log_max_chunks=100)
     records.logs.append("build-0001", b"12345")
     records.logs.append("build-0001", b"67890")
     records.logs.append("build-0001", b"X")
@@ -315,12 +303,14 @@ def test_logs_are_capped_with_one_marker(client: redis.Redis) -> None:
     assert offset == 3
 
 
-def test_corrupt_records_are_refused_when_read(records: Records, client: redis.Redis) -> None:
+def test_corrupt_records_are_refused_when_read(records: Records, redis_client: redis.Redis) -> None:
     records.create(request("build-0001"))
-    client.hset("t:build:build-0001", "state", "DANCING")
+    redis_client.hset("t:build:build-0001", "state", "DANCING")
     with pytest.raises(RecordError, match="reading build record build-0001"):
         records.get("build-0001")
-    client.hset("t:build:build-0001", mapping={"state": "QUEUED", "request": '{"version": 9}'})
+    redis_client.hset(
+        "t:build:build-0001", mapping={"state": "QUEUED", "request": '{"version": 9}'}
+    )
     with pytest.raises(RecordError, match="'version'"):
         records.get("build-0001")
 
@@ -472,3 +462,82 @@ def test_create_many_records_a_batch_in_one_go(records: Records) -> None:
     assert records.overdue(-1) == []
     with pytest.raises(DuplicateBuildError, match="many-00002: build id already in use"):
         records.create_many([request("many-00003"), second])
+    assert records.get("many-00003") is None
+
+
+def _batch_traces(client: redis.Redis, ids: list[str]) -> dict[str, list[str]]:
+    """Every place a build of ``ids`` could have left a trace, and the ids found there."""
+    places = {
+        "record": [i for i in ids if client.exists(f"t:build:{i}")],
+        "builds": [i for i in ids if client.zscore("t:builds", i) is not None],
+        "queued": [i for i in ids if client.sismember("t:state:QUEUED", i)],
+        "outbox": [i for i in ids if client.zscore("t:outbox", i) is not None],
+    }
+    dependents = {text(m) for key in client.keys("t:dependents:*") for m in client.smembers(key)}
+    places["dependents"] = [i for i in ids if i in dependents]
+    return places
+
+
+NO_TRACE: dict[str, list[str]] = {
+    "record": [],
+    "builds": [],
+    "queued": [],
+    "outbox": [],
+    "dependents": [],
+}
+
+
+@pytest.mark.parametrize("taken", ["allm-00001", "allm-00002", "allm-00003"])
+def test_create_many_with_an_id_in_use_records_nothing(
+    records: Records, redis_client: redis.Redis, taken: str
+) -> None:
+    records.create(request(taken))
+    batch = [
+        request("allm-00001"),
+        BuildRequest(
+            build_id="allm-00002", context_digest=Digest.of(b"ctx"), depends_on=("allm-00001",)
+        ),
+        request("allm-00003"),
+    ]
+    with pytest.raises(DuplicateBuildError, match=f"{taken}: build id already in use"):
+        records.create_many(batch)
+    others = [r.build_id for r in batch if r.build_id != taken]
+    assert _batch_traces(redis_client, others) == NO_TRACE
+    assert records.list() == [records.get(taken)]
+
+
+def test_create_many_with_an_id_named_twice_records_nothing(
+    records: Records, redis_client: redis.Redis
+) -> None:
+    batch = [request("twice-0001"), request("twice-0002"), request("twice-0001")]
+    with pytest.raises(DuplicateBuildError, match="twice-0001: build id already in use"):
+        records.create_many(batch)
+    assert _batch_traces(redis_client, ["twice-0001", "twice-0002"]) == NO_TRACE
+
+
+def test_a_redis_error_in_the_middle_of_a_batch_records_none_of_it(
+    records: Records, redis_client: redis.Redis
+) -> None:
+    """Redis runs out of memory part-way through a batch: 500 builds of about 1 KiB each
+    against 100 KB to spare. Written as one command per build, the first few dozen
+    would stay recorded (and be published by a reaper) though create_many raised."""
+    batch = [
+        BuildRequest(
+            build_id=f"oom-{n:05d}",
+            context_digest=Digest.of(b"ctx"),
+            no_push=True,
+            labels={"padding": "x" * 1024},
+            depends_on=("oom-00000",) if n else (),
+        )
+        for n in range(500)
+    ]
+    used = int(redis_client.info("memory")["used_memory"])
+    redis_client.config_set("maxmemory", used + 100_000)
+    try:
+        with pytest.raises(redis.ResponseError, match="maxmemory"):
+            records.create_many(batch)
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    assert _batch_traces(redis_client, [r.build_id for r in batch]) == NO_TRACE
+    records.create_many(batch)  # and with memory to spare, all of it
+    assert len(records.list()) == 500

@@ -2,17 +2,20 @@
 
 ManagedProcess holds the lifecycle the services share: pick a port, launch the process
 in its own session, poll until it is ready or has exited, retry on a port lost to a
-race, and SIGTERM (then kill) on stop. A subclass says what differs: the argv for a
-port, a config written per port, the readiness probe and the words of its errors.
+race, and SIGTERM on stop (then SIGKILL to its process group if it lingers). A subclass
+says what differs: the argv for a port, its environment, a config written per port,
+the readiness probe and the words of its errors.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, ClassVar, Self
@@ -49,6 +52,8 @@ class ManagedProcess(ABC):
     # A process that writes its own log file gets no stdout; the others log to log_path.
     writes_own_log: ClassVar[bool] = False
     poll_interval: ClassVar[float] = _DEFAULT_POLL_INTERVAL_SECONDS
+    # How long stop() lets the process wind down after SIGTERM before killing it.
+    stop_timeout: ClassVar[float] = _STOP_TIMEOUT_SECONDS
 
     def __init__(self, *, start_timeout: float) -> None:
         self.start_timeout = start_timeout
@@ -72,6 +77,10 @@ class ManagedProcess(ABC):
     def _configure(self, port: int) -> None:
         """Write what the process reads at start for `port`; nothing by default."""
         return None  # a hook: most services take everything on the command line
+
+    def _environment(self) -> Mapping[str, str] | None:
+        """The process's environment; None (the default) passes on this one's."""
+        return None  # a hook: most services need nothing of their own
 
     @abstractmethod
     def _readiness_probe(self) -> AbstractContextManager[ReadinessProbe]:
@@ -113,6 +122,21 @@ class ManagedProcess(ABC):
         """Terminate the process (kill it if it lingers) and wait for it; idempotent."""
         self._terminate()
 
+    def kill(self) -> None:
+        """SIGKILL the process and what it started in its process group, as a crash
+        would; idempotent."""
+        process, self._process = self._process, None
+        if process is not None:
+            _kill_group(process)
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the process (SIGTERM: let it shut down on its own)."""
+        self._started().send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for the process to exit; its exit status."""
+        return self._started().wait(timeout)
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -127,9 +151,7 @@ class ManagedProcess(ABC):
     @property
     def pid(self) -> int:
         """The server process's pid (for its CPU time, say)."""
-        if self._process is None:
-            raise RuntimeError("not started")
-        return self._process.pid
+        return self._started().pid
 
     @property
     def port(self) -> int:
@@ -159,13 +181,20 @@ class ManagedProcess(ABC):
 
     # -- internals -----------------------------------------------------------------------
 
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise RuntimeError(f"{self.name} not started")
+        return self._process
+
     def _launch(self, argv: list[str]) -> subprocess.Popen[bytes]:
         output: AbstractContextManager[IO[bytes] | int] = (
             nullcontext(subprocess.DEVNULL) if self.writes_own_log else self.log_path.open("ab")
         )
         with output as stdout:
+            environment = self._environment()
             return subprocess.Popen(
                 argv,
+                env=dict(environment) if environment is not None else None,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=subprocess.STDOUT,
@@ -194,10 +223,18 @@ class ManagedProcess(ABC):
             return
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
+            process.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
+            _kill_group(process)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group the process leads (start_new_session) and reap it."""
+    # Only while it is unreaped: its pid cannot name another process's group then.
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=_STOP_TIMEOUT_SECONDS)
 
 
 @contextmanager
