@@ -10,6 +10,7 @@ connection it came on, so tests can count connections and look at headers.
 from __future__ import annotations
 
 import base64
+import socket
 import ssl
 import threading
 import urllib.error
@@ -159,6 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in two writes; without this, Nagle holds the body
+        # back until the client's delayed ACK, 40 ms a request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assert isinstance(self.server, _Server)
         self.connection_number = self.server.owner._connected()
 
