@@ -14,14 +14,12 @@ import select
 import socket
 import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from tests.support.ports import LOOPBACK
+from tests.support.web import BackgroundServer, LoopbackHandler
 
 __all__ = ["ForwardProxy"]
 
-_STOP_TIMEOUT_SECONDS = 5.0
 _UPSTREAM_TIMEOUT_SECONDS = 10.0
 _SPLICE_BLOCK = 1 << 16
 # Headers for one hop only (RFC 9110 section 7.6.1), never forwarded.
@@ -30,44 +28,20 @@ _HOP_BY_HOP = frozenset(
 )
 
 
-class ForwardProxy:
-    """An HTTP proxy in a daemon thread; `requests` lists ``"METHOD target"`` as they came."""
+class ForwardProxy(BackgroundServer):
+    """An HTTP proxy (`url` for HTTP_PROXY and HTTPS_PROXY) that lists what it was asked."""
 
     def __init__(self, *, credentials: tuple[str, str] | None = None) -> None:
+        super().__init__(_ProxyHandler)
         self.credentials = credentials
         self._lock = threading.Lock()
         self._requests: list[str] = []
-        self._server = _ProxyServer(self)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        port: int = self._server.server_address[1]
-        return port
-
-    @property
-    def url(self) -> str:
-        """`http://127.0.0.1:PORT`, for HTTP_PROXY and HTTPS_PROXY."""
-        return f"http://{LOOPBACK}:{self.port}"
 
     @property
     def requests(self) -> Sequence[str]:
         """``"GET http://host/path"`` and ``"CONNECT host:port"`` lines, refused ones too."""
         with self._lock:
             return list(self._requests)
-
-    def __enter__(self) -> ForwardProxy:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=_STOP_TIMEOUT_SECONDS)
 
     def _record(self, line: str) -> None:
         with self._lock:
@@ -81,30 +55,16 @@ class ForwardProxy:
         return header == f"Basic {expected}"
 
 
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, owner: ForwardProxy) -> None:
-        super().__init__((LOOPBACK, 0), _ProxyHandler)
-        self.owner = owner
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes: without this, Nagle delays the body.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    @property
-    def owner(self) -> ForwardProxy:
-        assert isinstance(self.server, _ProxyServer)
-        return self.server.owner
+class _ProxyHandler(LoopbackHandler):
+    def _proxy(self) -> ForwardProxy:
+        owner = self.owner
+        assert isinstance(owner, ForwardProxy)
+        return owner
 
     def _admitted(self) -> bool:
-        self.owner._record(f"{self.command} {self.path}")
-        if self.owner._authorized(self.headers.get("Proxy-Authorization")):
+        proxy = self._proxy()
+        proxy._record(f"{self.command} {self.path}")
+        if proxy._authorized(self.headers.get("Proxy-Authorization")):
             return True
         self.send_response(407)
         self.send_header("Proxy-Authenticate", 'Basic realm="test-proxy"')
@@ -154,9 +114,6 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Stay quiet: `requests` is the log."""
 
 
 def _splice(client: socket.socket, upstream: socket.socket) -> None:

@@ -18,11 +18,20 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import urlencode
 
 from tests.support.ports import LOOPBACK
 
-__all__ = ["Fetched", "RecordingServer", "Reply", "Seen", "fetch"]
+__all__ = [
+    "BackgroundServer",
+    "Fetched",
+    "LoopbackHandler",
+    "RecordingServer",
+    "Reply",
+    "Seen",
+    "fetch",
+]
 
 _TIMEOUT_SECONDS = 10
 _STOP_TIMEOUT_SECONDS = 5.0
@@ -91,15 +100,14 @@ class Reply:
     body: bytes = b""
 
 
-class RecordingServer:
-    """A keep-alive HTTP/1.1 server on 127.0.0.1 answering through `answer`; a context manager."""
+class BackgroundServer:
+    """An http.server on 127.0.0.1 and a kernel-chosen port in a daemon thread; a context manager.
 
-    def __init__(self, answer: Callable[[Seen], Reply]) -> None:
-        self.answer = answer
-        self._lock = threading.Lock()
-        self._seen: list[Seen] = []
-        self._connections = 0
-        self._server = _Server(self)
+    Requests go to `handler`, a LoopbackHandler whose `owner` is this object.
+    """
+
+    def __init__(self, handler: type[LoopbackHandler]) -> None:
+        self._server = _OwnedServer(self, handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -111,6 +119,58 @@ class RecordingServer:
     def url(self) -> str:
         """`http://127.0.0.1:PORT`."""
         return f"http://{LOOPBACK}:{self.port}"
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=_STOP_TIMEOUT_SECONDS)
+
+
+class _OwnedServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, owner: BackgroundServer, handler: type[LoopbackHandler]) -> None:
+        super().__init__((LOOPBACK, 0), handler)
+        self.owner = owner
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1 without a log; `owner` is the BackgroundServer it serves."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without this, Nagle holds the body
+        # back until the client's delayed ACK, 40 ms a request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @property
+    def owner(self) -> BackgroundServer:
+        assert isinstance(self.server, _OwnedServer)
+        return self.server.owner
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Stay quiet: the owner keeps what tests look at."""
+
+
+class RecordingServer(BackgroundServer):
+    """A server answering every request through `answer`, keeping what arrived."""
+
+    def __init__(self, answer: Callable[[Seen], Reply]) -> None:
+        super().__init__(_RecordingHandler)
+        self.answer = answer
+        self._lock = threading.Lock()
+        self._seen: list[Seen] = []
+        self._connections = 0
 
     @property
     def seen(self) -> Sequence[Seen]:
@@ -124,19 +184,6 @@ class RecordingServer:
         with self._lock:
             return self._connections
 
-    def __enter__(self) -> RecordingServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=_STOP_TIMEOUT_SECONDS)
-
     def _connected(self) -> int:
         with self._lock:
             self._connections += 1
@@ -147,34 +194,24 @@ class RecordingServer:
             self._seen.append(seen)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, owner: RecordingServer) -> None:
-        super().__init__((LOOPBACK, 0), _Handler)
-        self.owner = owner
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
+class _RecordingHandler(LoopbackHandler):
     def setup(self) -> None:
         super().setup()
-        # Headers and body go out in two writes; without this, Nagle holds the body
-        # back until the client's delayed ACK, 40 ms a request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        assert isinstance(self.server, _Server)
-        self.connection_number = self.server.owner._connected()
+        self.connection_number = self._recorder()._connected()
+
+    def _recorder(self) -> RecordingServer:
+        owner = self.owner
+        assert isinstance(owner, RecordingServer)
+        return owner
 
     def _serve(self) -> None:
-        assert isinstance(self.server, _Server)
-        owner = self.server.owner
+        recorder = self._recorder()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         seen = Seen(self.command, self.path, headers, body, self.connection_number)
-        owner._record(seen)
-        reply = owner.answer(seen)
+        recorder._record(seen)
+        reply = recorder.answer(seen)
         self.send_response(reply.status)
         for name, value in (reply.headers or {}).items():
             self.send_header(name, value)
@@ -184,6 +221,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Stay quiet: `seen` is the log."""
