@@ -128,15 +128,16 @@ class HttpClient:
             location = response.headers.get("Location")
             if not follow_redirects or response.status not in _REDIRECTS or not location:
                 return response
-            if response.status in (307, 308) and not isinstance(body, bytes | None):
+            to_get = (response.status == 303 and method != "HEAD") or (
+                response.status in (301, 302) and method == "POST"
+            )
+            if not to_get and not isinstance(body, bytes | None):
                 return response  # a stream cannot be sent twice
             response.close()
             target = urljoin(url, location)
             if _origin(urlsplit(target)) != _origin(urlsplit(url)):
                 sent = _without(sent, "Authorization")
-            if (response.status == 303 and method != "HEAD") or (
-                response.status in (301, 302) and method == "POST"
-            ):
+            if to_get:
                 method, body = "GET", None
                 sent = _without(sent, "Content-Type")
             url = target
