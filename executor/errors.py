@@ -16,6 +16,10 @@ knows whether trying again could help (``temporary``)::
     ├── StepFailedError            a RUN step exited non-zero (the user's build failed)
     ├── BuildInputError            a build input that is wrong: a missing COPY source,
     │                              an unknown stage, a secret that was not given
+    ├── NetworkError               a server that could not be reached, or stopped answering
+    │   │                          (temporary)
+    │   └── TLSError               a TLS handshake that failed: an untrusted certificate,
+    │                              or a server speaking plain HTTP (permanent)
     └── RegistryError              the registry said no, or could not be reached
         ├── AuthenticationError    401: no credentials, or wrong ones
         ├── AuthorizationError     403: credentials that may not do this
@@ -87,6 +91,18 @@ class StepFailedError(ExecutorError):
 
 class BuildInputError(ExecutorError):
     """A build input that is wrong: a missing COPY source, an unknown stage or secret."""
+
+
+class NetworkError(ExecutorError):
+    """A connection that failed, timed out or broke off before the answer was complete."""
+
+    temporary = True
+
+
+class TLSError(NetworkError):
+    """A TLS handshake that failed; trying again gives the same answer."""
+
+    temporary = False
 
 
 class RegistryError(ExecutorError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import io
@@ -14,17 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import requests
 import zstandard
 
 from executor.context import BuildContext, FileKind
 from executor.dockerfile import Copy, expand
-from executor.errors import BuildInputError, ExecutorError
+from executor.errors import BuildInputError, ExecutorError, NetworkError
 from executor.fs.compression import decompressed, sniff
 from executor.fs.copier import Copier
 from executor.fs.extract import ExtractOptions, extract_layer
 from executor.fs.modes import ModeError, apply_mode, parse_mode
 from executor.fs.rootpath import makedirs, real_path
+from executor.http import HttpClient, Timeouts
 from executor.oci.digest import Digest
 from executor.users import resolve_chown
 
@@ -179,24 +180,22 @@ def _download(
 ) -> None:
     name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
     target = posixpath.join(dest, name) if as_dir else dest
-    try:
-        response = requests.get(url, stream=True, timeout=URL_TIMEOUT_SECONDS)
-    except requests.RequestException as exc:
-        raise ExecutorError(f"{_where(inst)}: downloading {url}: {exc}", temporary=True) from exc
-    with response, tempfile.TemporaryFile() as spool:
-        if response.status_code != 200:
-            raise ExecutorError(
-                f"{_where(inst)}: downloading {url}: HTTP {response.status_code}",
-                temporary=response.status_code >= 500 or response.status_code == 429,
-            )
-        hasher = hashlib.sha256()
+    client = HttpClient(Timeouts(URL_TIMEOUT_SECONDS, URL_TIMEOUT_SECONDS))
+    hasher = hashlib.sha256()
+    with contextlib.closing(client), tempfile.TemporaryFile() as spool:
         try:
-            for chunk in response.iter_content(1 << 20):
-                hasher.update(chunk)
-                spool.write(chunk)
-        except requests.RequestException as exc:
+            with client.request("GET", url) as response:
+                if response.status != 200:
+                    raise ExecutorError(
+                        f"{_where(inst)}: downloading {url}: HTTP {response.status}",
+                        temporary=response.status >= 500 or response.status == 429,
+                    )
+                while chunk := response.read(1 << 20):
+                    hasher.update(chunk)
+                    spool.write(chunk)
+        except NetworkError as exc:
             raise ExecutorError(
-                f"{_where(inst)}: downloading {url}: {exc}", temporary=True
+                f"{_where(inst)}: downloading {url}: {exc}", temporary=exc.temporary
             ) from exc
         if inst.checksum:
             want = Digest.parse(inst.checksum)

@@ -15,9 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-import requests
-
-from executor.errors import DigestMismatchError, ManifestError, RegistryError
+from executor.errors import (
+    DigestMismatchError,
+    ManifestError,
+    NetworkError,
+    RegistryError,
+    RegistryUnavailableError,
+)
+from executor.http import Response
 from executor.oci.digest import Digest, Reader, VerifyingReader
 from executor.oci.image import BlobOpener, RawManifest
 from executor.oci.manifest import Descriptor
@@ -42,8 +47,8 @@ _ACCEPT = ", ".join(ACCEPTED_MANIFEST_TYPES)
 class _BodyPart:
     """The next ``length`` bytes of a stream as a request body, read in blocks.
 
-    ``__len__`` makes requests send Content-Length, and with no ``read`` method
-    urllib3 sends the blocks as they come rather than reading 16 KiB at a time.
+    ``__len__`` gives the Content-Length, and the blocks go out as they come
+    (an ``executor.http.Blocks`` body), never gathered into one buffer.
     ``final``: the part ends the blob, so the stream must end with it; the probe
     for that end happens before the last block goes out, so a source that fails
     its digest check (a VerifyingReader) stops the request before it completes.
@@ -109,7 +114,10 @@ class RegistryClient:
             declared_len = response.headers.get("Content-Length")
             if declared_len and int(declared_len) > MAX_MANIFEST_BYTES:
                 raise ManifestError(f"{what}: manifest of {declared_len} bytes is too big")
-            data = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+            try:
+                data = response.read(MAX_MANIFEST_BYTES + 1)
+            except NetworkError as exc:
+                raise RegistryUnavailableError(f"{what}: {exc}") from exc
             if len(data) > MAX_MANIFEST_BYTES:
                 raise ManifestError(f"{what}: manifest is over {MAX_MANIFEST_BYTES} bytes")
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
@@ -138,7 +146,7 @@ class RegistryClient:
             headers={"Accept": _ACCEPT},
             ok=frozenset({200, 404}),
         )
-        if response.status_code == 404:
+        if response.status == 404:
             return None
         header = response.headers.get("Docker-Content-Digest")
         return Digest.parse(header) if header else None
@@ -174,8 +182,7 @@ class RegistryClient:
             stream=True,
         )
         with response:
-            response.raw.decode_content = False
-            reader = VerifyingReader(response.raw, descriptor.digest, descriptor.size, what)
+            reader = VerifyingReader(response, descriptor.digest, descriptor.size, what)
             yield reader  # type: ignore[misc]
 
     def blob_exists(
@@ -190,7 +197,7 @@ class RegistryClient:
             what=f"checking blob {descriptor.digest.short} in {self._where(repository)}",
             ok=frozenset({200, 404}),
         )
-        return response.status_code == 200
+        return response.status == 200
 
     def mount_blob(self, repository: str, descriptor: Descriptor, from_repository: str) -> bool:
         """Cross-repository mount; True if the registry linked the blob without an upload."""
@@ -208,7 +215,7 @@ class RegistryClient:
             params={"mount": str(descriptor.digest), "from": from_repository},
             ok=frozenset({201, 202}),
         )
-        mounted = response.status_code == 201
+        mounted = response.status == 201
         if not mounted:
             # 202 opened an upload session instead; abandon it politely.
             self._cancel_upload(repository, response.headers.get("Location", ""))
@@ -256,10 +263,7 @@ class RegistryClient:
                 scopes=scopes,
                 what=what,
                 params={"digest": str(descriptor.digest)},
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Length": str(len(body)),
-                },
+                headers={"Content-Type": "application/octet-stream"},
                 body=body,
                 ok=frozenset({201, 204}),
                 retry=False,
@@ -284,7 +288,6 @@ class RegistryClient:
                 headers={
                     "Content-Type": "application/octet-stream",
                     "Content-Range": f"{offset}-{end}",
-                    "Content-Length": str(length),
                 },
                 body=_BodyPart(source, length, final=end == size - 1, what=what),
                 ok=frozenset({202}),
@@ -293,7 +296,7 @@ class RegistryClient:
             location = self._location(response, what)
         return location
 
-    def _location(self, response: requests.Response, what: str) -> str:
+    def _location(self, response: Response, what: str) -> str:
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(f"{what}: registry sent no upload Location")

@@ -11,20 +11,21 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urljoin
-
-import requests
+from urllib.parse import urlencode, urljoin
 
 from executor.errors import (
     AuthenticationError,
     AuthorizationError,
+    NetworkError,
     NotFoundError,
     RegistryError,
     RegistryUnavailableError,
+    TLSError,
 )
+from executor.http import Body, HttpClient, Response, Sender, Timeouts, basic_auth
+from executor.http.client import USER_AGENT
 from executor.registry.auth import Credentials, Keychain
 from executor.registry.challenge import (
     DEFAULT_TOKEN_LIFETIME_SECONDS,
@@ -34,19 +35,13 @@ from executor.registry.challenge import (
 )
 from executor.registry.hosts import Endpoint
 
-USER_AGENT = "farm-executor/0.1"
 # Connect fast, but let a slow registry stream a big blob.
 CONNECT_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 120
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_NETWORK_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-)
 
 # bytes, a sized iterable of blocks (streamed with Content-Length), or a factory of either.
-Body = bytes | Iterable[bytes] | Callable[[], Any] | None
+BodyOrFactory = Body | Callable[[], Body]
 
 
 @dataclass(frozen=True)
@@ -65,9 +60,9 @@ class RetryPolicy:
         return backoff * (0.5 + random.random() / 2)  # jitter spreads out many workers
 
 
-def _describe_response(response: requests.Response) -> str:
+def _describe_response(response: Response) -> str:
     """``401 UNAUTHORIZED: authentication required`` from the registry's error body."""
-    text = f"{response.status_code}"
+    text = f"{response.status}"
     try:
         body = response.json()
     except ValueError:
@@ -85,7 +80,7 @@ def _describe_response(response: requests.Response) -> str:
     return " ".join(p for p in (text, reason, snippet) if p)
 
 
-def _error_codes(response: requests.Response) -> tuple[str, ...]:
+def _error_codes(response: Response) -> tuple[str, ...]:
     try:
         body = response.json()
     except ValueError:
@@ -96,9 +91,9 @@ def _error_codes(response: requests.Response) -> tuple[str, ...]:
     return tuple(str(e.get("code")) for e in errors if isinstance(e, dict))
 
 
-def error_for(response: requests.Response, what: str) -> RegistryError:
+def error_for(response: Response, what: str) -> RegistryError:
     """The classified error for an unexpected response."""
-    status = response.status_code
+    status = response.status
     message = f"{what}: {_describe_response(response)}"
     codes = _error_codes(response)
     if status == 401:
@@ -121,7 +116,7 @@ class RegistryTransport:
         keychain: Keychain,
         *,
         registry: str | None = None,
-        session: requests.Session | None = None,
+        http: Sender | None = None,
         retry: RetryPolicy | None = None,
         tokens: TokenCache | None = None,
     ) -> None:
@@ -129,8 +124,10 @@ class RegistryTransport:
         # The name credentials are looked up under (a mirror has its own).
         self.registry = registry or endpoint.host
         self._keychain = keychain
-        self._session = session or requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
+        self._http = http or HttpClient(
+            Timeouts(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+            verify_tls=endpoint.verify_tls,
+        )
         self._retry = retry or RetryPolicy()
         self._tokens = tokens or TokenCache()
         self._lock = threading.Lock()
@@ -160,16 +157,17 @@ class RegistryTransport:
         ok: frozenset[int] = frozenset({200}),
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
-        body: Body = None,
+        body: BodyOrFactory = None,
         stream: bool = False,
         allow_redirects: bool = True,
         retry: bool = True,
-    ) -> requests.Response:
+    ) -> Response:
         """Send a request, authenticating and retrying as needed.
 
         Returns a response whose status is in ``ok``; raises a classified
         RegistryError otherwise. ``body`` may be a factory so a retry can
-        re-open a stream.
+        re-open a stream. Without ``stream`` the body is read before returning,
+        so the connection is free again; with it, the caller reads and closes.
         """
         self._ensure_pinged(what)
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
@@ -183,38 +181,35 @@ class RegistryTransport:
                 send_headers["Authorization"] = auth
             data = body() if callable(body) else body
             try:
-                response = self._session.request(
+                response = self._http.request(
                     method,
                     url,
                     headers=send_headers,
                     params=params,
-                    data=data,
-                    stream=stream,
-                    allow_redirects=allow_redirects,
-                    verify=self.endpoint.verify_tls,
-                    timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+                    body=data,
+                    follow_redirects=allow_redirects,
                 )
-            except _NETWORK_ERRORS as exc:
+                if not stream:
+                    response.content()
+            except NetworkError as exc:
                 attempt += 1
-                if attempt >= attempts:
-                    raise RegistryUnavailableError(
-                        f"{what}: {self.endpoint.host} unreachable: {_short(exc)}"
-                    ) from exc
+                if not exc.temporary or attempt >= attempts:
+                    raise _unreachable(what, exc) from exc
                 self._retry.sleep(self._retry.delay(attempt))
                 continue
             finally:
                 close = getattr(data, "close", None)
                 if callable(close):
                     close()
-            if response.status_code in ok:
+            if response.status in ok:
                 return response
-            if response.status_code == 401 and not refreshed and self._challenge is not None:
+            if response.status == 401 and not refreshed and self._challenge is not None:
                 # An expired or too-narrow token: fetch a fresh one once.
                 refreshed = True
                 self._on_unauthorized(response, scopes)
                 response.close()
                 continue
-            if response.status_code in _RETRY_STATUSES:
+            if response.status in _RETRY_STATUSES:
                 attempt += 1
                 if attempt < attempts:
                     wait = self._retry.delay(attempt, response.headers.get("Retry-After"))
@@ -232,7 +227,7 @@ class RegistryTransport:
             if self._pinged:
                 return
             response = self._ping(what)
-            if response.status_code == 401:
+            if response.status == 401:
                 challenges = parse_challenges(response.headers.get("WWW-Authenticate", ""))
                 by_scheme = {c.scheme: c for c in challenges}
                 self._challenge = by_scheme.get("bearer") or by_scheme.get("basic")
@@ -242,43 +237,38 @@ class RegistryTransport:
                         f"{response.headers.get('WWW-Authenticate', '')!r}",
                         status=401,
                     )
-            elif response.status_code != 200:
+            elif response.status != 200:
                 raise error_for(response, f"{what}: pinging {self.endpoint.base_url}/v2/")
             self._pinged = True
 
-    def _ping(self, what: str) -> requests.Response:
-        def send() -> requests.Response:
+    def _ping(self, what: str) -> Response:
+        def send() -> Response:
             try:
-                return self._session.get(
-                    self.url("/v2/"),
-                    verify=self.endpoint.verify_tls,
-                    timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
-                )
-            except requests.exceptions.SSLError as exc:
+                return self._http.request("GET", self.url("/v2/"))
+            except TLSError as exc:
                 raise RegistryError(
-                    f"{what}: TLS handshake with {self.endpoint.host} failed "
-                    f"(use --insecure-registry for plain HTTP, or --skip-tls-verify): {_short(exc)}"
+                    f"{what}: {exc} (use --insecure-registry for plain HTTP, or --skip-tls-verify)"
                 ) from exc
 
-        response = self._with_retries(send, f"{what}: {self.endpoint.host} unreachable")
-        response.close()
-        return response
+        return self._with_retries(send, what)
 
-    def _with_retries(
-        self, send: Callable[[], requests.Response], unreachable: str
-    ) -> requests.Response:
-        """``send()`` again on connection errors, 429 and 5xx, with backoff; the last answer."""
+    def _with_retries(self, send: Callable[[], Response], what: str) -> Response:
+        """``send()`` again on connection errors, 429 and 5xx, with backoff; the last answer.
+
+        The answer's body is read, so its connection is free again.
+        """
         attempt = 0
         while True:
             try:
                 response = send()
-            except _NETWORK_ERRORS as exc:
+                response.content()
+            except NetworkError as exc:
                 attempt += 1
-                if attempt >= self._retry.attempts:
-                    raise RegistryUnavailableError(f"{unreachable}: {_short(exc)}") from exc
+                if not exc.temporary or attempt >= self._retry.attempts:
+                    raise _unreachable(what, exc) from exc
                 self._retry.sleep(self._retry.delay(attempt))
                 continue
-            if response.status_code in _RETRY_STATUSES and attempt + 1 < self._retry.attempts:
+            if response.status in _RETRY_STATUSES and attempt + 1 < self._retry.attempts:
                 attempt += 1
                 self._retry.sleep(self._retry.delay(attempt, response.headers.get("Retry-After")))
                 continue
@@ -299,14 +289,14 @@ class RegistryTransport:
         if challenge.scheme == "basic":
             if creds is None or creds.empty:
                 return None
-            return requests.auth._basic_auth_str(creds.username, creds.password)
+            return basic_auth(creds.username, creds.password)
         with self._token_lock:
             token = self._tokens.get(challenge.realm, challenge.service, scopes)
             if token is None:
                 token = self._fetch_token(challenge, scopes, creds, what)
         return f"Bearer {token}"
 
-    def _on_unauthorized(self, response: requests.Response, scopes: frozenset[str]) -> None:
+    def _on_unauthorized(self, response: Response, scopes: frozenset[str]) -> None:
         if self._challenge is not None:
             self._tokens.drop(self._challenge.realm, self._challenge.service, scopes)
         fresh = parse_challenges(response.headers.get("WWW-Authenticate", ""))
@@ -323,35 +313,32 @@ class RegistryTransport:
         if challenge.service:
             params.append(("service", challenge.service))
         params.extend(("scope", s) for s in sorted(scopes))
-        auth = None
-        method, data = "GET", None
+        headers: dict[str, str] = {}
+        method, form = "GET", None
         if creds is not None and creds.identity_token:
             # OAuth2 refresh-token grant (token.md "Requesting a Token" via oauth.md).
             method = "POST"
-            data = {
-                "grant_type": "refresh_token",
-                "refresh_token": creds.identity_token,
-                "client_id": USER_AGENT,
-                "service": challenge.service,
-                "scope": " ".join(sorted(scopes)),
-            }
+            form = urlencode(
+                {
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.identity_token,
+                    "client_id": USER_AGENT,
+                    "service": challenge.service,
+                    "scope": " ".join(sorted(scopes)),
+                }
+            ).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
             params = []
         elif creds is not None and not creds.empty:
-            auth = (creds.username, creds.password)
+            headers["Authorization"] = basic_auth(creds.username, creds.password)
             params.append(("account", creds.username))
         response = self._with_retries(
-            lambda: self._session.request(
-                method,
-                challenge.realm,
-                params=params,
-                data=data,
-                auth=auth,
-                verify=self.endpoint.verify_tls,
-                timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+            lambda: self._http.request(
+                method, challenge.realm, headers=headers, params=params, body=form
             ),
-            f"{what}: token service {challenge.realm} unreachable",
+            f"{what}: getting a token from {challenge.realm}",
         )
-        if response.status_code != 200:
+        if response.status != 200:
             who = f"as {creds.username!r}" if creds and creds.username else "anonymously"
             raise error_for(response, f"{what}: getting a token from {challenge.realm} {who}")
         try:
@@ -366,10 +353,8 @@ class RegistryTransport:
         return token
 
 
-def _short(exc: BaseException) -> str:
-    """The innermost reason of a requests error, without urllib3's object reprs."""
-    text = str(exc)
-    for marker in ("Failed to establish a new connection: ", "Caused by "):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-    return text.rstrip(")").strip("'\" ")[:200]
+def _unreachable(what: str, exc: NetworkError) -> RegistryError:
+    """The error for a request that got no complete answer; temporary if the cause is."""
+    if exc.temporary:
+        return RegistryUnavailableError(f"{what}: {exc}")
+    return RegistryError(f"{what}: {exc}")

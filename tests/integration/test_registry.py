@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-import requests
 
 from executor.errors import (
     AuthenticationError,
@@ -39,6 +38,7 @@ from tests.support.images import PushedImage, push_layout
 from tests.support.ports import free_port
 from tests.support.registry import HtpasswdAuth, RegistryServer
 from tests.support.token import TokenIssuer
+from tests.support.web import fetch
 
 # Tests that expect failures should not sit in backoff sleeps.
 FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
@@ -115,8 +115,7 @@ def test_large_blobs_go_up_in_chunks(
     desc = Descriptor(MediaType.OCI_LAYER, Digest.of(data), len(data))
     client = _connector().push_client(registry.host)
     client.upload_blob("chunky", desc, lambda: _bytes_opener(data))
-    fetched = requests.get(f"{registry.url}/v2/chunky/blobs/{desc.digest}", timeout=10)
-    assert fetched.content == data
+    assert fetch(f"{registry.url}/v2/chunky/blobs/{desc.digest}").body == data
 
 
 class _RecordingReader:
@@ -150,8 +149,7 @@ def test_uploads_stream_the_source_in_send_blocks(
         yield source  # type: ignore[misc]
 
     _connector().push_client(registry.host).upload_blob("streamed", desc, opener)
-    fetched = requests.get(f"{registry.url}/v2/streamed/blobs/{desc.digest}", timeout=10)
-    assert fetched.content == data
+    assert fetch(f"{registry.url}/v2/streamed/blobs/{desc.digest}").body == data
     # Whole blocks, never a whole chunk in memory; and the end of the source was read.
     assert max(source.asked) <= client_module.SEND_BLOCK_BYTES
     assert len(source.asked) <= size // client_module.SEND_BLOCK_BYTES + 3

@@ -3,7 +3,10 @@
 Each RegistryServer is its own `docker-registry serve CONFIG` process on 127.0.0.1 and a
 free port, with its storage, config and log under the work directory it is given. Auth
 is data: None (open), HtpasswdAuth (basic auth against bcrypt entries) or a started
-TokenIssuer (bearer tokens; the registry trusts the issuer's certificate).
+TokenIssuer (bearer tokens; the registry trusts the issuer's certificate). With a
+ServerCertificate it serves HTTPS; with `redirect_blobs_to` it answers blob GETs with
+307 to that base URL plus the blob's path in storage (distribution's `redirect`
+storage middleware, as registries backed by S3 or a CDN do).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import bcrypt
 from tests.support.commands import SupportError, require_tool
 from tests.support.ports import LOOPBACK
 from tests.support.process import ManagedProcess, ReadinessProbe, http_probe
+from tests.support.tls import ServerCertificate
 from tests.support.token import TokenIssuer
 
 __all__ = ["HtpasswdAuth", "RegistryAuth", "RegistryServer", "RegistryStartError"]
@@ -71,12 +75,16 @@ class RegistryServer(ManagedProcess):
         *,
         auth: RegistryAuth | None = None,
         access_log: bool = False,
+        tls: ServerCertificate | None = None,
+        redirect_blobs_to: str | None = None,
         start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS,
     ) -> None:
         super().__init__(start_timeout=start_timeout)
         self.workdir = workdir
         self.auth = auth
         self.access_log = access_log
+        self.tls = tls
+        self.redirect_blobs_to = redirect_blobs_to
         self.root = workdir / "storage"
         self.config_path = workdir / "config.yml"
 
@@ -89,8 +97,8 @@ class RegistryServer(ManagedProcess):
 
     @property
     def url(self) -> str:
-        """`http://127.0.0.1:PORT`."""
-        return f"http://{self.host}"
+        """`http://127.0.0.1:PORT`, or `https://` with TLS."""
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     # -- storage -------------------------------------------------------------------------
 
@@ -127,6 +135,9 @@ class RegistryServer(ManagedProcess):
 
     def _configure(self, port: int) -> None:
         """Write config.yml for `port` (and the htpasswd file with basic auth)."""
+        http: dict[str, object] = {"addr": f"{LOOPBACK}:{port}", "secret": secrets.token_hex(32)}
+        if self.tls is not None:
+            http["tls"] = {"certificate": str(self.tls.cert_path), "key": str(self.tls.key_path)}
         config: dict[str, object] = {
             "version": 0.1,
             "log": {
@@ -141,8 +152,11 @@ class RegistryServer(ManagedProcess):
                 # delete_repository() from the running registry.
                 "maintenance": {"uploadpurging": {"enabled": False}},
             },
-            "http": {"addr": f"{LOOPBACK}:{port}", "secret": secrets.token_hex(32)},
+            "http": http,
         }
+        if self.redirect_blobs_to is not None:
+            redirect = {"name": "redirect", "options": {"baseurl": self.redirect_blobs_to}}
+            config["middleware"] = {"storage": [redirect]}
         auth = self._auth_config()
         if auth:
             config["auth"] = auth

@@ -21,13 +21,12 @@ from http import HTTPStatus
 from pathlib import Path
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.support.ports import LOOPBACK
 from tests.support.scopes import AccessPolicy, DefaultPolicy, Scope
+from tests.support.tls import self_signed_certificate
 from tests.support.token_http import TOKEN_PATH, TokenAsk, TokenHTTPServer, TokenRefusedError
 
 __all__ = ["TokenIssuer", "TokenRequest"]
@@ -38,9 +37,6 @@ __all__ = ["TokenIssuer", "TokenRequest"]
 DEFAULT_EXPIRES_IN_SECONDS = 300
 DEFAULT_SERVICE = "farm-test-registry"
 DEFAULT_ISSUER = "farm-test-issuer"
-# The certificate outlives any test run; its start is backdated against clock skew.
-_CERT_BACKDATE = datetime.timedelta(hours=1)
-_CERT_LIFETIME = datetime.timedelta(days=2)
 _STOP_TIMEOUT_SECONDS = 5.0
 
 
@@ -85,7 +81,7 @@ class TokenIssuer:
         self.policy: AccessPolicy = policy or DefaultPolicy(anonymous_pull=anonymous_pull)
         self.cert_path = workdir / "token-issuer.crt"
         self._key = ec.generate_private_key(ec.SECP256R1())
-        self._cert = _self_signed_certificate(self._key, issuer)
+        self._cert = self_signed_certificate(self._key, issuer)
         # x5c holds standard (not URL-safe) base64 DER, leaf first (RFC 7515 section 4.1.6).
         self._x5c = [base64.b64encode(self._cert.public_bytes(serialization.Encoding.DER)).decode()]
         self._lock = threading.Lock()
@@ -222,32 +218,3 @@ class TokenIssuer:
             or not secrets.compare_digest(expected.encode(), password.encode())
         ):
             raise TokenRefusedError(HTTPStatus.UNAUTHORIZED, f"bad credentials for {user!r}")
-
-
-def _self_signed_certificate(key: ec.EllipticCurvePrivateKey, issuer: str) -> x509.Certificate:
-    """A CA certificate for `key`: the registry's root bundle and the tokens' x5c leaf."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])
-    now = datetime.datetime.now(datetime.UTC)
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CERT_BACKDATE)
-        .not_valid_after(now + _CERT_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(usage, critical=True)
-        .sign(key, hashes.SHA256())
-    )

@@ -9,6 +9,7 @@ PACKAGES = [
     "executor",
     "executor.context",
     "executor.dockerfile",
+    "executor.http",
     "executor.oci",
     "executor.oci.archive",
     "executor.registry",
