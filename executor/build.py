@@ -354,7 +354,7 @@ def build(
         if early is not None:
             with reporter.phase("push"):
                 early.finish()
-        digest = write_outputs(image, options, connector, reporter)
+        digest = write_outputs(image, options, connector, reporter, early=early)
     finally:
         if early is not None:
             early.close()

@@ -23,8 +23,14 @@ def write_outputs(
     options: BuildOptions,
     connector: RegistryConnector,
     reporter: BuildReporter,
+    *,
+    early: EarlyUploads | None = None,
 ) -> Digest:
-    """Push and write the image as the options say; return its manifest digest."""
+    """Push and write the image as the options say; return its manifest digest.
+
+    ``early``: the uploads to the first destination made during the build (finished);
+    the blobs they put there are not asked about again.
+    """
     source = image.source()
     digest = source.raw.digest
     if not options.no_push:
@@ -36,7 +42,8 @@ def write_outputs(
             )
             # A second destination on one registry mounts what the first uploaded.
             mount_from += [p.repository for p in pushed if p.registry == destination.registry]
-            sink = RegistrySink(connector, destination, mount_from=mount_from)
+            present = early.present if early is not None and not pushed else frozenset()
+            sink = RegistrySink(connector, destination, mount_from=mount_from, present=present)
             with reporter.phase("push"):
                 copy_image(source, sink)
             reporter.count("pushed", sink.uploaded_bytes)  # not what was mounted or present
@@ -71,7 +78,7 @@ ABANDON_UPLOAD_AFTER_SECONDS = 10.0
 class EarlyUploads:
     """Uploads the final stage's layers to the first destination while the build goes on.
 
-    The push at the end then finds them there (HEAD before push) and sends only the
+    The push at the end then knows them there (``present``) and sends only the
     rest, so a big layer's upload overlaps the steps after it instead of waiting for
     the last one. One upload at a time: the steps need the cores more. A failed early
     upload is no error: the push at the end tries again, and reports what fails.
@@ -93,6 +100,7 @@ class EarlyUploads:
         # abandoned upload that ends later says nothing.
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._present: set[Digest] = set()  # written by the upload thread only
 
     def offer(self, layer: LayerRef) -> None:
         if self._thread is None:
@@ -112,6 +120,7 @@ class EarlyUploads:
         try:
             if not self._sink.has_blob(descriptor):
                 self._sink.put_blob(descriptor, layer.open)
+            self._present.add(descriptor.digest)
         except ExecutorError as exc:
             if not self._closed.is_set():
                 self._reporter.info(
@@ -123,6 +132,11 @@ class EarlyUploads:
         self._layers.put(None)
         if self._thread is not None:
             self._thread.join()
+
+    @property
+    def present(self) -> frozenset[Digest]:
+        """The layers now in the destination (uploaded or found there); after finish()."""
+        return frozenset(self._present)
 
     def close(self) -> None:
         """Drop uploads not started (the build failed), give the one running

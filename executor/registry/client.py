@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -199,8 +199,38 @@ class RegistryClient:
         )
         return response.status == 200
 
-    def mount_blob(self, repository: str, descriptor: Descriptor, from_repository: str) -> bool:
-        """Cross-repository mount; True if the registry linked the blob without an upload."""
+    def push_blob(
+        self,
+        repository: str,
+        descriptor: Descriptor,
+        opener: BlobOpener,
+        *,
+        mount_from: Sequence[str] = (),
+    ) -> bool:
+        """Mount the blob from one of ``mount_from``, or else upload it; True if mounted.
+
+        A mount the registry cannot do opens an upload session instead (202); the
+        upload goes into the last such session, so a failed mount costs no round trip
+        more than a plain upload (two requests for a small blob: the POST and the PUT).
+        """
+        session = None
+        for index, other in enumerate(mount_from):
+            session = self._mount_or_start(repository, descriptor, other)
+            if session is None:
+                return True
+            if index < len(mount_from) - 1:
+                self._cancel_upload(repository, session)
+        self.upload_blob(repository, descriptor, opener, session=session)
+        return False
+
+    def _mount_or_start(
+        self, repository: str, descriptor: Descriptor, from_repository: str
+    ) -> str | None:
+        """POST a mount: None if mounted, else the upload session it opened instead."""
+        what = (
+            f"mounting blob {descriptor.digest.short} from {from_repository} into "
+            f"{self._where(repository)}"
+        )
         response = self.transport.request(
             "POST",
             f"/v2/{repository}/blobs/uploads/",
@@ -210,44 +240,60 @@ class RegistryClient:
                     repository_scope(from_repository, ["pull"]),
                 }
             ),
-            what=f"mounting blob {descriptor.digest.short} from {from_repository} into "
-            f"{self._where(repository)}",
+            what=what,
             params={"mount": str(descriptor.digest), "from": from_repository},
             ok=frozenset({201, 202}),
         )
-        mounted = response.status == 201
-        if not mounted:
-            # 202 opened an upload session instead; abandon it politely.
-            self._cancel_upload(repository, response.headers.get("Location", ""))
-        return mounted
+        with response:
+            return None if response.status == 201 else self._location(response, what)
 
-    def upload_blob(self, repository: str, descriptor: Descriptor, opener: BlobOpener) -> None:
-        """Upload a blob, restarting the whole upload on a temporary failure."""
+    def upload_blob(
+        self,
+        repository: str,
+        descriptor: Descriptor,
+        opener: BlobOpener,
+        *,
+        session: str | None = None,
+    ) -> None:
+        """Upload a blob, restarting the whole upload on a temporary failure.
+
+        ``session``: an upload session already open (a failed mount's), used by the
+        first attempt; a restart opens a new one.
+        """
         what = f"pushing blob {descriptor.digest.short} to {self._where(repository)}"
         policy = self.transport.retry_policy
         attempt = 0
         while True:
             try:
-                self._upload_once(repository, descriptor, opener, what)
+                self._upload_once(repository, descriptor, opener, what, session)
                 return
             except RegistryError as exc:
                 attempt += 1
                 if not exc.temporary or attempt >= policy.attempts:
                     raise
+                session = None
                 policy.sleep(policy.delay(attempt))
 
     def _upload_once(
-        self, repository: str, descriptor: Descriptor, opener: BlobOpener, what: str
+        self,
+        repository: str,
+        descriptor: Descriptor,
+        opener: BlobOpener,
+        what: str,
+        session: str | None,
     ) -> None:
         scopes = frozenset({repository_scope(repository, ["pull", "push"])})
-        start = self.transport.request(
-            "POST",
-            f"/v2/{repository}/blobs/uploads/",
-            scopes=scopes,
-            what=what,
-            ok=frozenset({202}),
-        )
-        location = self._location(start, what)
+        location = session
+        if location is None:
+            start = self.transport.request(
+                "POST",
+                f"/v2/{repository}/blobs/uploads/",
+                scopes=scopes,
+                what=what,
+                ok=frozenset({202}),
+            )
+            with start:
+                location = self._location(start, what)
         size = descriptor.size
         with opener() as source:
             body: _BodyPart | bytes = b""

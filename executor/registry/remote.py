@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import BinaryIO
 
@@ -68,7 +68,8 @@ class RegistrySink:
 
     ``mount_from`` names other repositories of the same registry that may hold
     the blobs already (the base image's, a source being copied): those are
-    linked by cross-repository mount instead of uploaded.
+    linked by cross-repository mount instead of uploaded. ``present``: blobs known
+    to be in the repository already (this build put them there), not asked about.
     """
 
     accepts_index = True
@@ -79,10 +80,12 @@ class RegistrySink:
         reference: ImageReference,
         *,
         mount_from: Sequence[str] = (),
+        present: Collection[Digest] = (),
     ) -> None:
         self.reference = reference
         self.client = connector.push_client(reference.registry)
         self._mount_from = tuple(r for r in mount_from if r != reference.repository)
+        self._present = frozenset(present)
         self.pushed: Digest | None = None
         # Counts, kept under a lock: copy_image puts blobs from several threads.
         self._counts_lock = threading.Lock()
@@ -94,19 +97,20 @@ class RegistrySink:
         return str(self.reference)
 
     def has_blob(self, descriptor: Descriptor) -> bool:
+        if descriptor.digest in self._present:
+            return True
         return self.client.blob_exists(self.reference.repository, descriptor, for_push=True)
 
     def put_blob(self, descriptor: Descriptor, opener: BlobOpener) -> None:
-        repository = self.reference.repository
-        for other in self._mount_from:
-            if self.client.mount_blob(repository, descriptor, other):
-                with self._counts_lock:
-                    self.mounted += 1
-                return
-        self.client.upload_blob(repository, descriptor, opener)
+        mounted = self.client.push_blob(
+            self.reference.repository, descriptor, opener, mount_from=self._mount_from
+        )
         with self._counts_lock:
-            self.uploaded += 1
-            self.uploaded_bytes += descriptor.size
+            if mounted:
+                self.mounted += 1
+            else:
+                self.uploaded += 1
+                self.uploaded_bytes += descriptor.size
 
     def put_manifest(self, raw: RawManifest, *, top: bool) -> None:
         ref = self.reference

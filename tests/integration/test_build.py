@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.images import PushedImage
+from tests.support.images import PushedImage, push_layout
+from tests.support.registry import RegistryServer
 from tests.support.runtime import run_image, unpack_image
 
 
@@ -373,6 +374,49 @@ def test_final_stage_layers_are_uploaded_while_later_steps_run(
     new_blobs = [manifest["config"], *manifest["layers"][1:]]
     pushed = json.loads(outcome.read_text())["bytes"]["pushed"]
     assert pushed == sum(blob["size"] for blob in new_blobs)
+
+
+def test_a_push_asks_the_registry_no_more_than_it_must(
+    busybox_layout: Path, tmp_path: Path
+) -> None:
+    """Round trips of a push: each new layer is asked about once (by its early upload,
+    not again at the end), and the config's failed mount attempt becomes its upload
+    session (no session opened and deleted)."""
+    with RegistryServer(tmp_path / "registry", access_log=True) as registry:
+        push_layout(busybox_layout, "latest", registry.host, "library/busybox")
+        ctx = write_context(
+            tmp_path / "ctx",
+            f"""
+            FROM {registry.host}/library/busybox:latest
+            RUN echo one > /one
+            RUN echo two > /two
+            """,
+        )
+        destination = f"{registry.host}/team/counted:1"
+        result = farm("build", "--context", str(ctx), "--destination", destination)
+        assert result.returncode == 0, result.stderr
+        raw = subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{destination}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        manifest = json.loads(raw.stdout)
+        log = registry.log_path.read_text()
+    requests = [
+        line.split('"')[1] for line in log.splitlines() if '"' in line and "/team/counted/" in line
+    ]
+    for layer in manifest["layers"][1:]:
+        heads = [
+            r for r in requests if r.startswith(f"HEAD /v2/team/counted/blobs/{layer['digest']}")
+        ]
+        assert len(heads) == 1, requests
+    assert not [r for r in requests if r.startswith("DELETE ")], requests
+    config = manifest["config"]["digest"].replace(":", "%3A")
+    mounts = [r for r in requests if r.startswith("POST ") and "mount=" in r]
+    # The base layer and the config are offered for mounting from the base's repository;
+    # the config is not there, so its upload goes into the session that POST opened.
+    assert len(mounts) == 2 and any(f"mount={config}" in r for r in mounts), requests
+    plain_posts = [r for r in requests if r.startswith("POST ") and "mount=" not in r]
+    assert len(plain_posts) == len(manifest["layers"]) - 1, requests  # the new layers only
 
 
 def _index_manifest(layout: Path) -> str:

@@ -101,6 +101,33 @@ def test_copy_between_registries_uploads_and_skips_what_exists(
         assert _skopeo_digest(str(dst)) == busybox_image.digest == str(first.digest)
 
 
+def test_push_blob_mounts_from_the_source_that_has_it_or_uploads(tmp_path: Path) -> None:
+    data = b"a blob in one repository only"
+    desc = Descriptor(MediaType.OCI_LAYER_GZIP, Digest.of(data), len(data))
+    with RegistryServer(tmp_path / "registry", access_log=True) as registry:
+        client = _connector().push_client(registry.host)
+        assert client.push_blob("holder", desc, lambda: _bytes_opener(data)) is False
+        # Mounted from the second source; the session the first one opened is deleted.
+        mounted = client.push_blob(
+            "taker", desc, lambda: _bytes_opener(b""), mount_from=["empty", "holder"]
+        )
+        assert mounted is True
+        # No source holds it: the upload goes into the session the failed mount opened.
+        other = b"a blob nowhere yet"
+        other_desc = Descriptor(MediaType.OCI_LAYER_GZIP, Digest.of(other), len(other))
+        assert (
+            client.push_blob("new", other_desc, lambda: _bytes_opener(other), mount_from=["holder"])
+            is False
+        )
+        assert fetch(f"{registry.url}/v2/new/blobs/{other_desc.digest}").body == other
+        lines = [
+            line.split('"')[1] for line in registry.log_path.read_text().splitlines() if '"' in line
+        ]
+    assert len([r for r in lines if r.startswith("DELETE /v2/taker/")]) == 1
+    new_repo = [r.split(" ")[0] for r in lines if "/v2/new/" in r]
+    assert new_repo[:2] == ["POST", "PUT"], new_repo  # the mount attempt, then the upload
+
+
 @contextmanager
 def _bytes_opener(data: bytes) -> Iterator[BinaryIO]:
     yield io.BytesIO(data)
