@@ -497,15 +497,23 @@ def _start(step: Step, *, userns: bool) -> int:
     if not userns:
         return _fork(lambda: _leader(step, flags=flags, parent=parent, maps=None))
     flags |= CLONE_NEWUSER
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
+    # This process lives as long as the builder: no failure may leave an end open.
+    ends: list[int] = []
+    try:
+        ends += os.pipe()
+        ends += os.pipe()
+        ready_r, ready_w, go_r, go_w = ends
 
-    def leader() -> int:
-        os.close(ready_r)
-        os.close(go_w)
-        return _leader(step, flags=flags, parent=parent, maps=(ready_w, go_r))
+        def leader() -> int:
+            os.close(ready_r)
+            os.close(go_w)
+            return _leader(step, flags=flags, parent=parent, maps=(ready_w, go_r))
 
-    pid = _fork(leader)
+        pid = _fork(leader)
+    except BaseException:
+        for fd in ends:
+            os.close(fd)
+        raise
     os.close(ready_w)
     os.close(go_r)
     try:
