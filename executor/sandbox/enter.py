@@ -1,16 +1,16 @@
 """The entry process: it enters new namespaces for each RUN step and runs it there.
 
-The builder starts it once per sandbox, by path: ``python -I -S enter.py [--userns]``
-(see entry.py). It imports only a few stdlib modules, so it starts in some 30 ms,
-and then runs steps one at a time as the builder asks (``serve``): forking this small
-single-threaded process costs a step about a millisecond where starting a fresh
-interpreter with the package's imports cost a hundred. The builder, which has
-threads, never forks itself. For each step:
+The builder starts it once per sandbox, by path: ``python -I -S enter.py [--userns
+[--subuid=START:COUNT --subgid=START:COUNT]]`` (see entry.py). It imports only a few
+stdlib modules, so it starts in some 30 ms, and then runs steps one at a time as the
+builder asks (``serve``): forking this small single-threaded process costs a step
+about a millisecond where starting a fresh interpreter with the package's imports
+cost a hundred. The builder, which has threads, never forks itself. For each step:
 
 1. fork the step's leader, in a session of its own; it unshares mount, PID, UTS and
    IPC (and user, network) namespaces; with a user namespace this process writes
    the leader's uid/gid maps (identity as real root, else the caller's uid as 0
-   plus its /etc/subuid range through newuidmap);
+   plus the /etc/subuid range the builder read, through newuidmap);
 2. the leader forks again, so its child is PID 1 of the new PID namespace;
 3. PID 1 mounts /proc, a small /dev, the step's extra mounts, /etc/hosts and
    /etc/resolv.conf at the host paths the step names (resolved by the builder as
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     Step = dict[str, Any]
+    # (start, count) of the caller's subordinate uids, then gids.
+    SubIds = tuple[tuple[int, int], tuple[int, int]]
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -148,43 +150,26 @@ def _status(wait_status: int) -> int:
     return os.WEXITSTATUS(wait_status)
 
 
-def _subid_range(name: str, uid: int, path: str) -> tuple[int, int] | None:
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (name, str(uid)):
-            return int(parts[1]), int(parts[2])
-    return None
-
-
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
 
 
-def write_id_maps(pid: int) -> None:
-    """Map ids for the child's new user namespace."""
+def write_id_maps(pid: int, subids: SubIds | None) -> None:
+    """Map ids for the child's new user namespace; ``subids``: the caller's ranges of
+    /etc/subuid and /etc/subgid, read by the builder (see subids.py)."""
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
         # Real root may map every id to itself: owners in layers stay as written.
         _write(f"/proc/{pid}/uid_map", "0 0 4294967295\n")
         _write(f"/proc/{pid}/gid_map", "0 0 4294967295\n")
         return
-    import pwd
-
-    name = pwd.getpwuid(uid).pw_name
-    subuid = _subid_range(name, uid, "/etc/subuid")
-    subgid = _subid_range(name, uid, "/etc/subgid")
-    if subuid and subgid:
+    if subids is not None:
         import subprocess  # only here: it would double this process's start-up
 
-        for tool, first in (("newuidmap", subuid), ("newgidmap", subgid)):
-            outer = uid if tool == "newuidmap" else gid
-            argv = [tool, str(pid), "0", str(outer), "1", "1", str(first[0]), str(first[1])]
+        uids, gids = subids
+        for tool, outer, (start, count) in (("newuidmap", uid, uids), ("newgidmap", gid, gids)):
+            argv = [tool, str(pid), "0", str(outer), "1", "1", str(start), str(count)]
             if subprocess.run(argv, check=False).returncode != 0:
                 raise OSError(errno.EPERM, f"{tool} failed")
         return
@@ -520,7 +505,7 @@ def _start(step: Step, *, userns: bool) -> int:
         ok = os.read(ready_r, 1) == b"1"  # b"" if it failed and exited
         if ok:
             try:
-                write_id_maps(pid)
+                write_id_maps(pid, step["subids"])
             except OSError as exc:
                 _say(f"writing the user namespace's id maps: {exc}")
                 ok = False
@@ -611,7 +596,7 @@ def _reset_output(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~(os.O_NONBLOCK | fcntl.FASYNC))
 
 
-def serve(*, userns: bool) -> int:
+def serve(*, userns: bool, subids: SubIds | None = None) -> int:
     """Run the builder's steps one at a time until it closes the request pipe."""
     # The pipes move off stdin and stdout (to fds no step inherits past its exec), so
     # steps get stdin from /dev/null and stdout as stderr, and no stray write can
@@ -633,6 +618,7 @@ def serve(*, userns: bool) -> int:
         try:
             step = marshal.loads(body)
             step["last_cap"] = last_cap
+            step["subids"] = subids
             step["channel"] = (requests, replies)
             _reset_output(2)
             status = run_step(step, userns=userns, requests=requests)
@@ -644,8 +630,19 @@ def serve(*, userns: bool) -> int:
         os.write(replies, status.to_bytes(4, "big"))
 
 
+def _range(argv: list[str], flag: str) -> tuple[int, int] | None:
+    """``FLAG=START:COUNT`` as the builder wrote it, if it did."""
+    for arg in argv:
+        if arg.startswith(flag + "="):
+            start, _, count = arg.partition("=")[2].partition(":")
+            return int(start), int(count)
+    return None
+
+
 def main(argv: list[str]) -> int:
-    return serve(userns="--userns" in argv)
+    subuid, subgid = _range(argv, "--subuid"), _range(argv, "--subgid")
+    subids = (subuid, subgid) if subuid and subgid else None
+    return serve(userns="--userns" in argv, subids=subids)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import Any
 from executor.errors import SandboxError
 from executor.sandbox.process import TIMEOUT_STATUS
 from executor.sandbox.spec import OutputSink
+from executor.sandbox.subids import caller_subids
 
 # enter.py runs by path with -I -S: no site, no package imports, a fast start.
 ENTER = Path(__file__).with_name("enter.py")
@@ -50,15 +51,28 @@ def _read_exact(fd: int, size: int) -> bytes | None:
     return data
 
 
+def _userns_flags() -> list[str]:
+    """enter.py's flags for a user namespace; SandboxError for a malformed /etc/subuid."""
+    subids = caller_subids()
+    if subids is None:
+        return ["--userns"]
+    uids, gids = subids.uids, subids.gids
+    return [
+        "--userns",
+        f"--subuid={uids.start}:{uids.count}",
+        f"--subgid={gids.start}:{gids.count}",
+    ]
+
+
 class EntryProcess:
     """One running enter.py; ``run`` is not to be called from two threads at once."""
 
     def __init__(self, *, userns: bool) -> None:
+        argv = [sys.executable, "-I", "-S", str(ENTER), *(_userns_flags() if userns else [])]
         requests_r, self._requests = os.pipe()
         self._replies, replies_w = os.pipe()
         self._output, output_w = os.pipe()
         os.set_blocking(self._output, False)
-        argv = [sys.executable, "-I", "-S", str(ENTER), *(["--userns"] if userns else [])]
         try:
             self._proc = subprocess.Popen(
                 argv,

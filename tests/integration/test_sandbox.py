@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import site
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -379,6 +381,102 @@ def test_mount_target_under_a_file_is_refused(backend: str, rootfs: Path) -> Non
     with pytest.raises(SandboxError, match="mount target /bin/busybox/x: .*not a directory"):
         make_sandbox(backend).run(spec, lambda _: None)
     assert (rootfs / "bin" / "busybox").is_file()
+
+
+NOBODY = 65534
+# Runs a userns step as NOBODY; prints the step's uid and gid maps, or the error.
+AS_NOBODY = f"""
+import sys
+from pathlib import Path
+from executor.errors import SandboxError
+from executor.sandbox import RunSpec, make_sandbox
+
+argv = ("cat", "/proc/self/uid_map", "/proc/self/gid_map")
+spec = RunSpec(Path(sys.argv[1]), argv, env=({PATH!r},))
+chunks = []
+try:
+    status = make_sandbox("userns").run(spec, chunks.append, timeout=30)
+except SandboxError as exc:
+    print(f"SandboxError: {{exc}}")
+else:
+    print(b"".join(chunks).decode(), f"status {{status}}")
+"""
+# In a mount namespace of its own: this Python where NOBODY can reach it (a home
+# directory may hide it), the given /etc/subuid and /etc/subgid, then AS_NOBODY.
+AS_NOBODY_SH = f"""
+mount --bind "$PYTHON_HOME" "$1/python"
+mount --bind "$1/subuid" /etc/subuid
+mount --bind "$1/subgid" /etc/subgid
+exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups "$1/python/$2" -c "$3" "$1/rootfs"
+"""
+
+
+def _userns_step_as_nobody(rootfs: Path, subuid: str, subgid: str) -> str:
+    """AS_NOBODY's output, with ``subuid`` and ``subgid`` as /etc/subuid and /etc/subgid."""
+    if not (Path("/etc/subuid").exists() and Path("/etc/subgid").exists()):
+        pytest.skip("no /etc/subuid or /etc/subgid to mount over")
+    # Somewhere NOBODY may reach: pytest's own tmp dirs are root's alone.
+    shared = Path(tempfile.mkdtemp(prefix="farm-nobody-"))
+    try:
+        shared.chmod(0o755)
+        (shared / "python").mkdir()
+        own = shared / "rootfs"
+        shutil.copytree(rootfs, own, symlinks=True)
+        subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(own)], check=True)
+        (shared / "subuid").write_text(subuid)
+        (shared / "subgid").write_text(subgid)
+        (shared / "tmp").mkdir()
+        (shared / "tmp").chmod(0o1777)
+        python = Path(sys.executable).resolve().relative_to(sys.base_prefix)
+        argv = [
+            "unshare", "--mount", "--propagation", "private",
+            "sh", "-ec", AS_NOBODY_SH, "sh", str(shared), str(python), AS_NOBODY,
+        ]  # fmt: skip
+        result = subprocess.run(
+            argv,
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parents[2],
+            env={
+                **os.environ,
+                "PYTHON_HOME": sys.base_prefix,
+                "PYTHONPATH": os.pathsep.join(site.getsitepackages()),
+                "TMPDIR": str(shared / "tmp"),
+            },
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_rootless_step_maps_the_callers_subordinate_ids(rootfs: Path) -> None:
+    out = _userns_step_as_nobody(rootfs, "root:10:5\nnobody:100000:65536\n", "nobody:200000:1000\n")
+    maps = [line.split() for line in out.splitlines()]
+    assert maps == [
+        ["0", str(NOBODY), "1"],
+        ["1", "100000", "65536"],
+        ["0", str(NOBODY), "1"],
+        ["1", "200000", "1000"],
+        ["status", "0"],
+    ], out
+
+
+@pytest.mark.parametrize(
+    ("subuid", "subgid", "error"),
+    [
+        ("root:10:5\nnobody:abc:65536\n", "nobody:200000:1000\n", "/etc/subuid:2: start 'abc'"),
+        ("nobody:100000:65536\n", "nobody200000:1000\n", "/etc/subgid:1: 'nobody200000:1000'"),
+    ],
+)
+def test_a_malformed_subid_file_is_named_with_its_line(
+    rootfs: Path, subuid: str, subgid: str, error: str
+) -> None:
+    """Found by the builder, which says where, not by the entry process (it died)."""
+    out = _userns_step_as_nobody(rootfs, subuid, subgid)
+    assert out.startswith(f"SandboxError: {error}"), out
 
 
 def test_auto_picks_the_strongest_working_backend() -> None:
