@@ -21,10 +21,13 @@ cost a hundred. The builder, which has threads, never forks itself. For each ste
    the command's status.
 
 Every process of a step dies with its parent (PR_SET_PDEATHSIG), so killing the
-leader ends the step; this process ends, and with it any running step, when the
-builder closes the request pipe or dies. Mount points the rootfs lacks are created
-by the builder beforehand and removed afterwards (see namespaces.py), so they never
-reach a layer.
+leader ends the step. Its status is answered only once its PID namespace is empty,
+so nothing of it can write into the next step's output: this process is a child
+subreaper, so PID 1 of a step whose leader was killed becomes its child, and the
+kernel lets PID 1 end only after every other process of its namespace is gone.
+This process ends, and with it any running step, when the builder closes the
+request pipe or dies. Mount points the rootfs lacks are created by the builder
+beforehand and removed afterwards (see namespaces.py), so they never reach a layer.
 
 The pipes, set up by the builder: fd 0 brings requests (``R``, a 4-byte length and
 the step as a marshal'ed dict, or ``K``: kill the running step), fd 1 takes each
@@ -73,6 +76,7 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 # Signal numbers as on Linux (x86-64 and arm64, the machines pivot_root is known on);
 # the signal module would import enum and cost a fifth of the start-up.
 SIGKILL = 9
@@ -578,6 +582,16 @@ def _wait(pid: int, requests: int) -> int | None:
             os.close(pidfd)
 
 
+def _reap_all() -> None:
+    """Wait for every child left: PID 1 of a step whose leader was killed, which the
+    kernel lets end only after every process of its PID namespace is gone."""
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return
+
+
 def run_step(step: Step, *, userns: bool, requests: int) -> int | None:
     """Run one step to its end; its exit status, or None if the builder went away."""
     targets = [step["root"], step["proc"], step["dev"], *(m["target"] for m in step["mounts"])]
@@ -585,7 +599,10 @@ def run_step(step: Step, *, userns: bool, requests: int) -> int | None:
         if not target.startswith("/"):
             _say(f"mount target {target}: not an absolute path")
             return SANDBOX_FAILURE
-    return _wait(_start(step, userns=userns), requests)
+    status = _wait(_start(step, userns=userns), requests)
+    if status is not None:
+        _reap_all()
+    return status
 
 
 def _reset_output(fd: int) -> None:
@@ -602,6 +619,8 @@ def serve(*, userns: bool, subids: SubIds | None = None) -> int:
     # steps get stdin from /dev/null and stdout as stderr, and no stray write can
     # reach the reply pipe.
     requests, replies = os.dup(0), os.dup(1)
+    # Orphans of a step's leader (its PID 1, when the leader is killed) come here.
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
