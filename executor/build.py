@@ -120,7 +120,10 @@ class _Stages:
         self._platform = platform
         self._reporter = reporter
         self.done: dict[str, StageState] = {}
-        self._images: dict[str, Path] = {}
+        # Per image: a lock (stages pull different images at once, one image once)
+        # and where it is unpacked.
+        self._images: dict[str, tuple[threading.Lock, Path]] = {}
+        self._unpacked: set[str] = set()
         self._lock = threading.Lock()
 
     def add(self, state: StageState) -> None:
@@ -136,16 +139,18 @@ class _Stages:
         return state.ensure_rootfs() if state is not None else None
 
     def image_rootfs(self, reference: str) -> Path:
+        """The files of an image COPY --from names, pulled and unpacked on first use."""
         with self._lock:
-            return self._image_rootfs(reference)
-
-    def _image_rootfs(self, reference: str) -> Path:
-        if reference not in self._images:
-            image = base.pull(self._connector, ImageReference.parse(reference), self._platform)
-            rootfs = self._workspace / "images" / str(len(self._images)) / "rootfs"
-            base.unpack(image, rootfs, self._reporter)
-            self._images[reference] = rootfs
-        return self._images[reference]
+            if reference not in self._images:
+                rootfs = self._workspace / "images" / str(len(self._images)) / "rootfs"
+                self._images[reference] = (threading.Lock(), rootfs)
+            lock, rootfs = self._images[reference]
+        with lock:
+            if reference not in self._unpacked:
+                image = base.pull(self._connector, ImageReference.parse(reference), self._platform)
+                base.unpack(image, rootfs, self._reporter)
+                self._unpacked.add(reference)
+        return rootfs
 
 
 def _onbuild_instructions(triggers: tuple[str, ...], filename: str) -> tuple[Instruction, ...]:

@@ -76,6 +76,7 @@ def test_copy_and_add_semantics(
         FROM scratch
         COPY --from=base /app/src /src
         COPY --from=base /etc/motd /motd
+        COPY --from={busybox_image.reference} /etc/group /group
         """,
         {
             "app.py": "print('app')\n",
@@ -126,8 +127,9 @@ def test_copy_and_add_semantics(
     result = farm("build", "--context", str(ctx), "--no-push", "--oci-layout-path", str(final))
     assert result.returncode == 0, result.stderr
     root = unpack_image(final, "latest", tmp_path / "final-bundle")
-    assert sorted(p.name for p in root.iterdir()) == ["motd", "src"]
+    assert sorted(p.name for p in root.iterdir()) == ["group", "motd", "src"]
     assert (root / "src/pkg/mod.py").read_text() == "mod\n"
+    assert (root / "group").read_text().startswith("root:x:0:")
 
 
 @pytest.mark.parametrize(
