@@ -47,29 +47,25 @@ def _lookup_group(rootfs: Path, group: str) -> int:
     raise UserError(f"group {group!r} not found in the image's /etc/group")
 
 
+def _lookup_user(rootfs: Path, user: str) -> tuple[int, int, str | None]:
+    """(uid, primary gid, name) of a user name or number; a number the image does
+    not know has no name and gid 0, as runc gives it."""
+    passwd = _read_db(rootfs, "passwd")
+    if user.isdigit():
+        for fields in passwd:
+            if len(fields) >= 4 and fields[2] == user:
+                return int(user), _number(fields[3], "/etc/passwd"), fields[0]
+        return int(user), 0, None
+    for fields in passwd:
+        if len(fields) >= 4 and fields[0] == user:
+            return _number(fields[2], "/etc/passwd"), _number(fields[3], "/etc/passwd"), user
+    raise UserError(f"user {user!r} not found in the image's /etc/passwd")
+
+
 def resolve_user(rootfs: Path, spec: str) -> Ids:
     """``user[:group]`` (names or numbers) to ids; an empty spec is root."""
     user, _, group = (spec or "0").partition(":")
-    passwd = _read_db(rootfs, "passwd")
-    uid: int | None = None
-    primary = 0
-    name = None
-    if user.isdigit():
-        uid = int(user)
-        for fields in passwd:
-            if len(fields) >= 4 and fields[2] == user:
-                primary, name = _number(fields[3], "/etc/passwd"), fields[0]
-                break
-        else:
-            primary = 0  # as runc: a uid the image does not know runs with gid 0
-    else:
-        for fields in passwd:
-            if len(fields) >= 4 and fields[0] == user:
-                uid = _number(fields[2], "/etc/passwd")
-                primary, name = _number(fields[3], "/etc/passwd"), user
-                break
-        if uid is None:
-            raise UserError(f"user {user!r} not found in the image's /etc/passwd")
+    uid, primary, name = _lookup_user(rootfs, user)
     if group:
         return Ids(uid, _lookup_group(rootfs, group))
     groups = [primary]
@@ -86,7 +82,7 @@ def resolve_chown(rootfs: Path, spec: str) -> tuple[int, int]:
     """``--chown=user[:group]``. With no group, a name takes its primary group from
     /etc/passwd and a bare number is used as the gid too (BuildKit's rule)."""
     user, _, group = spec.partition(":")
-    ids = resolve_user(rootfs, user)
+    uid, primary, _ = _lookup_user(rootfs, user or "0")
     if group:
-        return ids.uid, _lookup_group(rootfs, group)
-    return ids.uid, (ids.uid if user.isdigit() else ids.gid)
+        return uid, _lookup_group(rootfs, group)
+    return uid, (uid if user.isdigit() else primary)

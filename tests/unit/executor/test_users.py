@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from executor import users
 from executor.users import Ids, UserError, resolve_chown, resolve_user
 
 
@@ -32,7 +33,14 @@ def test_resolve_user(rootfs: Path, spec: str, ids: Ids) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "pair"),
-    [("web", (1000, 1001)), ("1000", (1000, 1000)), ("web:root", (1000, 0)), ("5", (5, 5))],
+    [
+        ("web", (1000, 1001)),
+        ("1000", (1000, 1000)),
+        ("web:root", (1000, 0)),
+        ("web:2000", (1000, 2000)),
+        ("5", (5, 5)),
+        (":extra", (0, 2000)),
+    ],
 )
 def test_resolve_chown(rootfs: Path, spec: str, pair: tuple[int, int]) -> None:
     assert resolve_chown(rootfs, spec) == pair
@@ -49,3 +57,19 @@ def test_resolve_chown(rootfs: Path, spec: str, pair: tuple[int, int]) -> None:
 def test_errors(rootfs: Path, spec: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         resolve_user(rootfs, spec)
+
+
+@pytest.mark.parametrize("spec", ["web:extra", "web:2000", "web", "1000:webgrp", "5", ":root"])
+def test_resolve_chown_reads_each_file_at_most_once(
+    rootfs: Path, spec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    real = users._read_db
+
+    def counting(root: Path, name: str) -> list[list[str]]:
+        read.append(name)
+        return real(root, name)
+
+    monkeypatch.setattr(users, "_read_db", counting)
+    resolve_chown(rootfs, spec)
+    assert read.count("passwd") <= 1 and read.count("group") <= 1, read
