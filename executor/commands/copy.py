@@ -109,8 +109,8 @@ def copy(state: StageState, inst: Copy) -> None:
                 "destination must be a directory ending in /"
             )
         for match in matches:
-            if inst.add and not match.is_dir and _is_archive(match.host_path):
-                _unpack_archive(inst, rootfs, match.host_path, dest)
+            archive = inst.add and not match.is_dir
+            if archive and _unpack_archive(inst, rootfs, match.host_path, dest):
                 copier.forget_dirs()  # the archive may have replaced directories
                 continue
             for entry in context.walk(match):
@@ -143,36 +143,44 @@ def _heredocs(inst: Copy, copier: Copier, dest: str, x: Callable[[str], str], mo
         copier.put_file(target, io.BytesIO(body.encode()), mode=mode(0o100644))
 
 
-def _is_archive(path: Path) -> bool:
-    """A tarball (maybe gzip or zstd compressed) that ADD unpacks; anything else is copied."""
+def _tar_compression(f: io.BufferedReader) -> str | None:
+    """How the tarball in ``f`` is compressed ("none" for a plain tar), or None if it is
+    no tarball; either way ``f`` is back at its start."""
     try:
-        with path.open("rb") as f:
-            compression = sniff(f.read(8))
-            f.seek(0)
-            block = decompressed(f, compression).read(tarfile.BLOCKSIZE)
+        compression = sniff(f.read(8))
+        f.seek(0)
+        block = decompressed(f, compression).read(tarfile.BLOCKSIZE)
+        f.seek(0)
     except (OSError, ExecutorError, zstandard.ZstdError):
-        return False
+        return None
     if len(block) < tarfile.BLOCKSIZE:
-        return False
+        return None
     try:
         tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
     except tarfile.HeaderError:
-        return False
-    return True
+        return None
+    return compression
 
 
-def _unpack_archive(inst: Copy, rootfs: Path, archive: Path, dest: str) -> None:
-    """ADD of a local tarball: unpacked into the destination directory, as tar -x would."""
-    makedirs(rootfs, dest)
-    # The destination as chroot would resolve it: no symlink of the image leads out.
-    target = real_path(rootfs, dest)
-    with archive.open("rb") as f:
-        compression = sniff(f.read(8))
-        f.seek(0)
+def _unpack_archive(inst: Copy, rootfs: Path, source: Path, dest: str) -> bool:
+    """ADD of a local tarball (maybe gzip or zstd compressed): unpacked into the
+    destination directory, as tar -x would. False for anything else, which is copied."""
+    try:
+        f = source.open("rb")
+    except OSError:
+        return False  # copying it says what is wrong
+    with f:
+        compression = _tar_compression(f)
+        if compression is None:
+            return False
+        makedirs(rootfs, dest)
+        # The destination as chroot would resolve it: no symlink of the image leads out.
+        target = real_path(rootfs, dest)
         try:
             extract_layer(f, compression, target, options=ExtractOptions(apply_whiteouts=False))
         except ExecutorError as exc:
-            raise BuildInputError(f"{_where(inst)}: unpacking {archive.name}: {exc}") from exc
+            raise BuildInputError(f"{_where(inst)}: unpacking {source.name}: {exc}") from exc
+    return True
 
 
 def _download(
