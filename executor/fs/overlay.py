@@ -22,6 +22,7 @@ import stat
 import tempfile
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 from executor.fs.changes import Change, ChangeKind
@@ -33,7 +34,7 @@ _OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
 _PRIVATE_PREFIXES = ("user.overlay.", "trusted.overlay.")
 
 
-def _lstat(path: Path) -> os.stat_result | None:
+def _lstat(path: str | Path) -> os.stat_result | None:
     try:
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -45,12 +46,17 @@ def _is_whiteout(st: os.stat_result) -> bool:
 
 
 def _is_opaque(path: str) -> bool:
+    """Whether overlayfs marked this upper directory opaque: one listxattr for the
+    usual unmarked directory, where asking for each mark would take one call each."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return False
     for name in _OPAQUE_XATTRS:
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
+        if name in names:
+            with contextlib.suppress(OSError):
+                if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                    return True
     return False
 
 
@@ -65,6 +71,19 @@ def _strip_private_xattrs(path: str) -> None:
             # A filesystem that will not drop it: harmless for the rootfs.
             with contextlib.suppress(OSError):
                 os.removexattr(path, name, follow_symlinks=False)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One entry of the upper dir as the walk found it, for ``_apply``."""
+
+    path: str
+    target: str  # where it goes in the rootfs
+    st: os.stat_result
+    opaque: bool  # a directory overlayfs marked opaque
+    # Nothing is at the target when it is applied: its parent is a directory the
+    # apply makes anew (the walk found no real directory there in the rootfs).
+    vacant: bool
 
 
 class OverlaySnapshotter:
@@ -113,8 +132,8 @@ class OverlaySnapshotter:
             return []  # a sandboxed step that asked for no overlay wrote nothing through it
         upper, _ = self._dirs
         try:
-            changes = self._changes(upper)
-            self._apply(upper)
+            changes, entries = self._read_upper(upper)
+            self._apply(entries)
         finally:
             self._sweeper.remove(upper.parent)
             self._dirs = None
@@ -125,21 +144,28 @@ class OverlaySnapshotter:
     def _ignored(self, rel: str) -> bool:
         return any(rel == p or rel.startswith(p + "/") for p in self._ignore)
 
-    def _changes(self, upper: Path) -> list[Change]:
+    def _read_upper(self, upper: Path) -> tuple[list[Change], list[_Entry]]:
+        """One walk of the upper dir: the step's changes (before anything is applied,
+        as they compare with the rootfs) and every entry for ``_apply``, parents first."""
         assert self._rootfs is not None
         changes: list[Change] = []
+        entries: list[_Entry] = []
         # Upper directories with no real directory below them in the rootfs (new, or
         # replacing a file or a symlink): nothing under them is compared with the
         # rootfs, where such a path could lead through a symlink out of it.
         fresh: set[str] = set()
         for directory, dirs, files in os.walk(upper):
             rel_dir = os.path.relpath(directory, upper)
+            target_dir = str(self._rootfs) if rel_dir == "." else f"{self._rootfs}/{rel_dir}"
             for name in sorted([*dirs, *files]):
+                path = os.path.join(directory, name)
+                st = os.lstat(path)
+                opaque = stat.S_ISDIR(st.st_mode) and _is_opaque(path)
+                target = f"{target_dir}/{name}"
+                entries.append(_Entry(path, target, st, opaque, vacant=rel_dir in fresh))
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 if self._ignored(rel):
                     continue
-                path = os.path.join(directory, name)
-                st = os.lstat(path)
                 lower = None if rel_dir in fresh else _lstat(self._rootfs / rel)
                 if _is_whiteout(st):
                     if lower is not None:
@@ -150,48 +176,41 @@ class OverlaySnapshotter:
                     continue
                 if lower is None or not stat.S_ISDIR(lower.st_mode):
                     fresh.add(rel)
-                elif _is_opaque(path):
+                elif opaque:
                     kept = set(os.listdir(path))
                     for gone in sorted(os.listdir(self._rootfs / rel)):
                         if gone not in kept:
                             changes.append(Change(f"{rel}/{gone}", ChangeKind.DELETED))
-        return changes
+        return changes, entries
 
-    def _apply(self, upper: Path) -> None:
+    def _apply(self, entries: list[_Entry]) -> None:
         """Move the upper dir's entries onto the rootfs, parents first."""
-        assert self._rootfs is not None
-        dir_meta: list[tuple[Path, os.stat_result]] = []
-        for directory, dirs, files in os.walk(upper):
-            rel_dir = os.path.relpath(directory, upper)
-            target_dir = self._rootfs if rel_dir == "." else self._rootfs / rel_dir
-            moved: list[str] = []
-            for name in sorted([*dirs, *files]):
-                path = os.path.join(directory, name)
-                target = target_dir / name
-                st = os.lstat(path)
-                if _is_whiteout(st):
+        dir_meta: list[tuple[str, os.stat_result]] = []
+        for entry in entries:
+            target, st = entry.target, entry.st
+            if _is_whiteout(st):
+                if not entry.vacant:
                     _remove(target)
-                    moved.append(name)
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    if _is_opaque(path) or (os.path.lexists(target) and not target.is_dir()):
-                        _remove(target)
-                    if target.is_symlink():
-                        _remove(target)
-                    if not target.exists():
-                        target.mkdir()
-                    dir_meta.append((target, st))
-                    continue
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                # A real directory there stays, unless this one is opaque.
+                lower = None if entry.vacant else _lstat(target)
+                if lower is not None and (entry.opaque or not stat.S_ISDIR(lower.st_mode)):
+                    _remove(target)
+                    lower = None
+                if lower is None:
+                    os.mkdir(target)
+                dir_meta.append((target, st))
+                continue
+            if not entry.vacant:
                 _remove(target)
-                os.replace(path, target)
-                _strip_private_xattrs(str(target))
-                moved.append(name)
-            dirs[:] = [d for d in dirs if d not in moved]
+            os.replace(entry.path, target)
+            _strip_private_xattrs(target)
         for target, st in reversed(dir_meta):
             os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
             os.chmod(target, stat.S_IMODE(st.st_mode))
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-            _strip_private_xattrs(str(target))
+            _strip_private_xattrs(target)
 
 
 class _Sweeper:
@@ -227,8 +246,9 @@ def _sweep(todo: queue.SimpleQueue[Path | None]) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
+def _remove(path: str) -> None:
+    st = _lstat(path)
+    if st is not None and stat.S_ISDIR(st.st_mode):
         shutil.rmtree(path)
-    elif os.path.lexists(path):
-        path.unlink()
+    elif st is not None:
+        os.unlink(path)
