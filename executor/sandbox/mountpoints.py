@@ -4,25 +4,24 @@ A rootfs may lack /proc, /dev, /etc/hosts or a RUN --mount target. The sandbox
 creates what is missing, and afterwards removes it again and restores the parent
 directories' times, so the snapshot of the step sees none of it.
 
-Targets are resolved as under chroot(rootfs): every component is opened with
-O_NOFOLLOW relative to the one before, a symlink of the image is followed by hand
-(an absolute target starts again at the rootfs, ``..`` stops there), so a target
-never leaves the rootfs. ``ensure`` returns the resolved host path, which holds no
-symlink, so the kernel mounting there never follows one of the image's.
+Targets are resolved as under chroot(rootfs), by executor.fs.rootpath: every
+component is opened with O_NOFOLLOW relative to the one before, a symlink of the
+image is followed by hand (an absolute target starts again at the rootfs, ``..``
+stops there), so a target never leaves the rootfs. ``ensure`` returns the resolved
+host path, which holds no symlink, so the kernel mounting there never follows one
+of the image's.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executor.errors import SandboxError
+from executor.errors import LayerError, SandboxError
+from executor.fs.rootpath import fd_parts, resolve_path
 
-MAX_SYMLINK_HOPS = 40  # as Linux's own limit for one lookup
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -74,70 +73,25 @@ class MountPoints:
             raise _fail(target, f"rootfs {self.rootfs}: {exc.strerror}") from exc
         try:
             real_root = os.readlink(f"/proc/self/fd/{root_fd}")
-            names = self._resolve(root_fd, target, directory=directory)
-        except SandboxError:
-            raise
+
+            def make(parent_fd: int, name: str, last: bool) -> None:
+                names = (*fd_parts(real_root, parent_fd), name)
+                self._create(parent_fd, names, directory=directory or not last)
+
+            parts, st = resolve_path(root_fd, target, make=make)
+        except LayerError as exc:
+            raise _fail(target, str(exc)) from exc
         except OSError as exc:
             raise _fail(target, exc.strerror or str(exc)) from exc
         finally:
             os.close(root_fd)
-        return Path(real_root, *names)
-
-    def _resolve(self, root_fd: int, target: str, *, directory: bool) -> tuple[str, ...]:
-        """The names of ``target`` resolved under the rootfs, creating what is missing."""
-        stack: list[int] = []  # fds of the directories passed through
-        names: list[str] = []  # their names, parallel to ``stack``
-        todo = list(reversed(target.split("/")))
-        hops = 0
-        try:
-            while todo:
-                comp = todo.pop()
-                if comp in ("", "."):
-                    continue
-                if comp == "..":
-                    if stack:
-                        os.close(stack.pop())
-                        names.pop()
-                    continue
-                cur = stack[-1] if stack else root_fd
-                last = not any(c not in ("", ".") for c in todo)
-                try:
-                    st = os.lstat(comp, dir_fd=cur)
-                except FileNotFoundError:
-                    self._create(cur, (*names, comp), directory=directory or not last)
-                    st = os.lstat(comp, dir_fd=cur)
-                if stat.S_ISLNK(st.st_mode):
-                    hops += 1
-                    if hops > MAX_SYMLINK_HOPS:
-                        raise _fail(target, "too many levels of symbolic links")
-                    link = os.readlink(comp, dir_fd=cur)
-                    if link.startswith("/"):
-                        # Absolute targets start again at the rootfs, as under chroot.
-                        while stack:
-                            os.close(stack.pop())
-                        names.clear()
-                    todo.extend(reversed(link.split("/")))
-                    continue
-                shown = "/" + "/".join((*names, comp))
-                if last and not directory:
-                    if stat.S_ISDIR(st.st_mode):
-                        # Binding a file over a directory would fail in the kernel.
-                        raise _fail(target, f"{shown} is a directory")
-                    return (*names, comp)
-                if not stat.S_ISDIR(st.st_mode):
-                    raise _fail(target, f"{shown} exists and is not a directory")
-                try:
-                    fd = os.open(comp, _DIR_FLAGS, dir_fd=cur)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise _fail(target, f"{shown} changed while resolving") from exc
-                    raise
-                stack.append(fd)
-                names.append(comp)
-            return tuple(names)
-        finally:
-            for fd in stack:
-                os.close(fd)
+        shown = "/" + "/".join(parts)
+        if directory and not stat.S_ISDIR(st.st_mode):
+            raise _fail(target, f"{shown} exists and is not a directory")
+        if not directory and stat.S_ISDIR(st.st_mode):
+            # Binding a file over a directory would fail in the kernel.
+            raise _fail(target, f"{shown} is a directory")
+        return Path(real_root, *parts)
 
     def _create(self, parent_fd: int, names: tuple[str, ...], *, directory: bool) -> None:
         parent = names[:-1]
