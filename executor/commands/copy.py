@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import zstandard
-
 from executor.context import BuildContext, FileKind
 from executor.dockerfile import Copy, expand
 from executor.errors import BuildInputError, ExecutorError, NetworkError
@@ -151,7 +149,7 @@ def _tar_compression(f: io.BufferedReader) -> str | None:
         f.seek(0)
         block = decompressed(f, compression).read(tarfile.BLOCKSIZE)
         f.seek(0)
-    except (OSError, ExecutorError, zstandard.ZstdError):
+    except (OSError, ExecutorError):  # a corrupt stream is a LayerError
         return None
     if len(block) < tarfile.BLOCKSIZE:
         return None
