@@ -6,9 +6,10 @@ mode, owner, size, mtime, link target or inode differs is a change, and for
 everything but directories the ctime too, which no program can set back: it
 catches a same-size rewrite with its mtime restored (``cp -p``, ``touch -r``) and
 xattr-only changes (``setcap``). Directories are compared without ctime because
-the sandbox restores their times after removing its mount points. Nothing is
-hashed, so an unchanged tree costs one ``lstat`` per path. The walk after a step is
-the baseline for the next one.
+the sandbox restores their times after removing its mount points; their xattrs
+are compared instead, read from the descriptor the walk lists them through.
+Nothing is hashed, so an unchanged tree costs one ``lstat`` per path and one
+``listxattr`` per directory. The walk after a step is the baseline for the next one.
 
 A directory removed and made again is not marked opaque: inode numbers are reused
 at once on most filesystems, so "made again" cannot be told reliably. Its lower
@@ -18,6 +19,7 @@ produces too, so both give the same layer for the same change.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,10 +33,13 @@ _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _DIR_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
 
 
-# What a path is compared by: (mode, uid, gid, size, mtime_ns, ino, link target,
-# ctime_ns, nlink); a directory's size, ctime and nlink are 0 (see the module notes).
-# A plain tuple: a dataclass per path costs more than the lstat behind it.
-_Stat = tuple[int, int, int, int, int, int, str | None, int, int]
+# A directory's own xattrs, (name, value) sorted by name.
+_Xattrs = tuple[tuple[str, bytes], ...]
+# What a path is compared by: (mode, uid, gid, size, mtime_ns, ino, link target or a
+# directory's xattrs, ctime_ns, nlink); a directory's size, ctime and nlink are 0
+# (see the module notes). A plain tuple: a dataclass per path costs more than the
+# lstat behind it.
+_Stat = tuple[int, int, int, int, int, int, str | _Xattrs | None, int, int]
 # One directory's entries, name -> stat; and a tree: directory ("" is the root) -> entries.
 Listing = dict[str, _Stat]
 Tree = dict[str, Listing]
@@ -71,9 +76,15 @@ def _scan(rootfs: Path, ignore: frozenset[str]) -> Tree:
         stack = [""]
         while stack:
             rel_dir = stack.pop()
-            listing = _list(root_fd, rel_dir, skip.get(rel_dir), stack)
-            if listing is not None:
-                tree[rel_dir] = listing
+            found = _list(root_fd, rel_dir, skip.get(rel_dir), stack)
+            if found is None:
+                continue
+            tree[rel_dir], xattrs = found
+            if xattrs:
+                # Its parent was listed first; the root's own xattrs are in no layer.
+                parent, _, name = rel_dir.rpartition("/")
+                st = tree[parent][name]
+                tree[parent][name] = (*st[:6], xattrs, 0, 0)
     finally:
         os.close(root_fd)
     return tree
@@ -81,8 +92,9 @@ def _scan(rootfs: Path, ignore: frozenset[str]) -> Tree:
 
 def _list(
     root_fd: int, rel_dir: str, skip: frozenset[str] | None, subdirs: list[str]
-) -> Listing | None:
+) -> tuple[Listing, _Xattrs] | None:
     """Stat every entry of one directory but ``skip``; push its subdirectories on ``subdirs``.
+    Returns the entries and the directory's own xattrs.
 
     The inner loop of every snapshot: one lstat per entry (relative to the open
     directory, so the kernel does not walk the path again) and one tuple.
@@ -94,6 +106,7 @@ def _list(
     listing: Listing = {}
     prefix = f"{rel_dir}/" if rel_dir else ""
     try:
+        xattrs = _xattrs(fd) if rel_dir else ()
         with os.scandir(fd) as entries:
             for entry in entries:
                 name = entry.name
@@ -114,7 +127,20 @@ def _list(
                     )  # fmt: skip
     finally:
         os.close(fd)
-    return listing
+    return listing, xattrs
+
+
+def _xattrs(fd: int) -> _Xattrs:
+    """An open directory's xattrs; none where the filesystem keeps none."""
+    try:
+        names = os.listxattr(fd)
+    except OSError as exc:
+        if exc.errno != errno.EOPNOTSUPP:
+            raise
+        return ()
+    if not names:
+        return ()  # nearly every directory: no generator, no sort
+    return tuple((name, os.getxattr(fd, name)) for name in sorted(names))
 
 
 def _changed(old: _Stat | None, new: _Stat) -> bool:

@@ -106,15 +106,25 @@ def test_same_size_rewrite_with_mtime_restored_is_seen(tmp_path: Path) -> None:
     assert _changes(tmp_path, rewrite) == {("etc/passwd", A)}
 
 
-def test_xattr_only_change_is_seen(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("path", "step"),
+    [
+        ("etc/passwd", lambda p: os.setxattr(p, "user.mark", b"v")),
+        # A directory's ctime is not compared (the sandbox's mount points change it),
+        # its xattrs are.
+        ("var/lib", lambda p: os.setxattr(p, "user.mark", b"v")),
+        ("var/lib/app", lambda p: os.setxattr(p, "user.old", b"new value")),
+        ("var/lib/app", lambda p: os.removexattr(p, "user.old")),
+    ],
+    ids=["file", "directory", "directory value changed", "directory xattr removed"],
+)
+def test_xattr_only_change_is_seen(tmp_path: Path, path: str, step: Callable[[Path], None]) -> None:
     _tree(tmp_path)
-    path = tmp_path / "etc/passwd"
     try:
-        os.setxattr(path, "user.probe", b"1")
-        os.removexattr(path, "user.probe")
+        os.setxattr(tmp_path / "var/lib/app", "user.old", b"old value")
     except OSError:
         pytest.skip("this filesystem refuses user xattrs")
-    assert _changes(tmp_path, lambda: os.setxattr(path, "user.mark", b"v")) == {("etc/passwd", A)}
+    assert _changes(tmp_path, lambda: step(tmp_path / path)) == {(path, A)}
 
 
 def _remove_sibling_trees(root: Path) -> None:
