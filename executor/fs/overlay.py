@@ -8,6 +8,9 @@ contents. It applies the upper directory onto the rootfs (renames within one
 filesystem, no copies) and returns the changes in the same form the walk
 snapshotter gives, so both make the same layer for the same step: an opaque
 directory becomes one whiteout per lower entry that is gone, as the walk reports it.
+Files and symlinks are renamed into place and keep all their metadata; directories
+are merged, so each rootfs directory the step touched gets its upper twin's owner,
+mode, xattrs and mtime. overlayfs's own xattrs (``*.overlay.*``) go nowhere.
 
 Steps that write from Python (COPY, WORKDIR) fall back to a stat walk.
 """
@@ -15,6 +18,7 @@ Steps that write from Python (COPY, WORKDIR) fall back to a stat walk.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import shutil
@@ -32,6 +36,12 @@ from executor.fs.snapshot import WalkSnapshotter
 # (mounted with userxattr), "trusted." as real root.
 _OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
 _PRIVATE_PREFIXES = ("user.overlay.", "trusted.overlay.")
+# What the kernel answers when this process may not write one xattr of a directory
+# (security.selinux under an LSM, say): the rootfs directory keeps what it has.
+_REFUSED_XATTR_ERRORS = frozenset({errno.EPERM, errno.EACCES, errno.EOPNOTSUPP})
+
+# A directory's xattrs, name -> value.
+_Xattrs = dict[str, bytes]
 
 
 def _lstat(path: str | Path) -> os.stat_result | None:
@@ -45,19 +55,22 @@ def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _is_opaque(path: str) -> bool:
-    """Whether overlayfs marked this upper directory opaque: one listxattr for the
-    usual unmarked directory, where asking for each mark would take one call each."""
+def _dir_xattrs(path: str) -> tuple[bool, _Xattrs]:
+    """Whether overlayfs marked this upper directory opaque, and its xattrs but
+    overlayfs's own: one listxattr, and a getxattr only for what it has."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
-        return False
-    for name in _OPAQUE_XATTRS:
-        if name in names:
+        return False, {}
+    opaque = False
+    kept: _Xattrs = {}
+    for name in names:
+        if not name.startswith(_PRIVATE_PREFIXES):
+            kept[name] = os.getxattr(path, name, follow_symlinks=False)
+        elif name in _OPAQUE_XATTRS:
             with contextlib.suppress(OSError):
-                if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                    return True
-    return False
+                opaque = opaque or os.getxattr(path, name, follow_symlinks=False) == b"y"
+    return opaque, kept
 
 
 def _strip_private_xattrs(path: str) -> None:
@@ -81,6 +94,7 @@ class _Entry:
     target: str  # where it goes in the rootfs
     st: os.stat_result
     opaque: bool  # a directory overlayfs marked opaque
+    xattrs: _Xattrs  # a directory's own, overlayfs's left out; empty for the rest
     # Nothing is at the target when it is applied: its parent is a directory the
     # apply makes anew (the walk found no real directory there in the rootfs).
     vacant: bool
@@ -160,9 +174,9 @@ class OverlaySnapshotter:
             for name in sorted([*dirs, *files]):
                 path = os.path.join(directory, name)
                 st = os.lstat(path)
-                opaque = stat.S_ISDIR(st.st_mode) and _is_opaque(path)
+                opaque, xattrs = _dir_xattrs(path) if stat.S_ISDIR(st.st_mode) else (False, {})
                 target = f"{target_dir}/{name}"
-                entries.append(_Entry(path, target, st, opaque, vacant=rel_dir in fresh))
+                entries.append(_Entry(path, target, st, opaque, xattrs, vacant=rel_dir in fresh))
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 if self._ignored(rel):
                     continue
@@ -185,7 +199,7 @@ class OverlaySnapshotter:
 
     def _apply(self, entries: list[_Entry]) -> None:
         """Move the upper dir's entries onto the rootfs, parents first."""
-        dir_meta: list[tuple[str, os.stat_result]] = []
+        dirs: list[_Entry] = []
         for entry in entries:
             target, st = entry.target, entry.st
             if _is_whiteout(st):
@@ -200,17 +214,40 @@ class OverlaySnapshotter:
                     lower = None
                 if lower is None:
                     os.mkdir(target)
-                dir_meta.append((target, st))
+                dirs.append(entry)
                 continue
             if not entry.vacant:
                 _remove(target)
             os.replace(entry.path, target)
             _strip_private_xattrs(target)
-        for target, st in reversed(dir_meta):
+        # Last, when nothing more moves into them (which sets their mtime).
+        for entry in reversed(dirs):
+            target, st = entry.target, entry.st
             os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
             os.chmod(target, stat.S_IMODE(st.st_mode))
+            _set_xattrs(target, entry.xattrs)
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-            _strip_private_xattrs(target)
+
+
+def _set_xattrs(target: str, wanted: _Xattrs) -> None:
+    """Give a rootfs directory exactly the xattrs ``wanted``: the step may have set,
+    changed or removed some, and a new directory may have got some where it was made."""
+    try:
+        have = os.listxattr(target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.EOPNOTSUPP:
+            raise
+        return  # a filesystem without xattrs: the upper dir, on it too, has none
+    for name in {*have, *wanted}:
+        value = wanted.get(name)
+        try:
+            if value is None:
+                os.removexattr(target, name, follow_symlinks=False)
+            elif name not in have or os.getxattr(target, name, follow_symlinks=False) != value:
+                os.setxattr(target, name, value, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in _REFUSED_XATTR_ERRORS:
+                raise
 
 
 class _Sweeper:

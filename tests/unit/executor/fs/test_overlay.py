@@ -3,6 +3,7 @@
 import gc
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,95 @@ def test_finish_reads_the_upper_dir_once(tmp_path: Path, monkeypatch: pytest.Mon
     assert changes == {("etc", A), ("etc/hosts", A), ("gone", D)}
     assert walked == [str(upper)]
     assert xattr_reads == [str(upper / "etc")]
+
+
+# What overlayfs (mounted with userxattr) leaves on an entry it copied up.
+_ORIGIN = {"user.overlay.origin": b"\x00\xfb\x1d\x00\x01"}
+
+
+def _set(path: Path, xattrs: dict[str, bytes], *, mode: int = 0o755, mtime: int = 10**18) -> None:
+    for name, value in xattrs.items():
+        os.setxattr(path, name, value)
+    path.chmod(mode)
+    os.utime(path, ns=(mtime, mtime))
+
+
+def _new_dirs(rootfs: Path, upper: Path) -> None:
+    """mkdir -p /new/sub; setfattr on both."""
+    (upper / "new" / "sub").mkdir(parents=True)
+    _set(upper / "new" / "sub", {"user.b": b"2"})
+    _set(upper / "new", {"user.a": b"1"})
+
+
+def _image_dir_xattrs(rootfs: Path, upper: Path) -> None:
+    """setfattr -n user.new, -n user.changed and -x user.gone on an image directory."""
+    (rootfs / "d").mkdir()
+    _set(rootfs / "d", {"user.keep": b"k", "user.changed": b"old", "user.gone": b"g"})
+    (upper / "d").mkdir()
+    _set(upper / "d", {"user.keep": b"k", "user.changed": b"new", "user.new": b"n", **_ORIGIN})
+
+
+def _image_dir_chmod_touch(rootfs: Path, upper: Path) -> None:
+    """chmod 700 /d; touch -d @0 /d, on an image directory: its content is the same."""
+    (rootfs / "d").mkdir()
+    _set(rootfs / "d", {"user.keep": b"k"})
+    (upper / "d").mkdir()
+    _set(upper / "d", {"user.keep": b"k", **_ORIGIN}, mode=0o700, mtime=0)
+
+
+def _image_file_xattr(rootfs: Path, upper: Path) -> None:
+    """setfattr -n user.f on an image file."""
+    (rootfs / "d").mkdir()
+    (rootfs / "d" / "f").write_text("f")
+    _set(rootfs / "d", {})
+    (upper / "d").mkdir()
+    (upper / "d" / "f").write_text("f")
+    _set(upper / "d" / "f", {"user.f": b"v", **_ORIGIN}, mode=0o644)
+    _set(upper / "d", {**_ORIGIN})
+
+
+Meta = tuple[int, int, dict[str, bytes]]
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (
+            _new_dirs,
+            {
+                "new": (0o755, 10**18, {"user.a": b"1"}),
+                "new/sub": (0o755, 10**18, {"user.b": b"2"}),
+            },
+        ),
+        (
+            _image_dir_xattrs,
+            {"d": (0o755, 10**18, {"user.keep": b"k", "user.changed": b"new", "user.new": b"n"})},
+        ),
+        (_image_dir_chmod_touch, {"d": (0o700, 0, {"user.keep": b"k"})}),
+        (
+            _image_file_xattr,
+            {"d": (0o755, 10**18, {}), "d/f": (0o644, 10**18, {"user.f": b"v"})},
+        ),
+    ],
+)
+def test_the_rootfs_gets_each_entrys_metadata_but_overlayfs_own(
+    tmp_path: Path, step: Callable[[Path, Path], None], expected: dict[str, Meta]
+) -> None:
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    try:
+        os.setxattr(rootfs, "user.probe", b"1")
+        os.removexattr(rootfs, "user.probe")
+    except OSError:
+        pytest.skip("this filesystem refuses user xattrs")
+    snap = OverlaySnapshotter(tmp_path / "scratch")
+    snap.begin(rootfs, sandboxed=True)
+    upper, _ = snap.overlay_dirs()
+    step(rootfs, upper)
+    assert {c.path for c in snap.finish()} == set(expected)
+    found = {}
+    for rel in expected:
+        st = os.lstat(rootfs / rel)
+        xattrs = {name: os.getxattr(rootfs / rel, name) for name in os.listxattr(rootfs / rel)}
+        found[rel] = (stat.S_IMODE(st.st_mode), st.st_mtime_ns, xattrs)
+    assert found == expected
