@@ -50,6 +50,16 @@ _FAILED = frozenset({BuildState.FAILURE, BuildState.INTERNAL_ERROR, BuildState.T
 _PRIVATE_PREFIXES = ("FARM_",)
 
 
+def _set_aside(workspace: Path) -> Path:
+    """Rename a finished build's workspace out of the way; where it is now."""
+    aside = workspace.with_name(f".ended-{workspace.name}-{os.urandom(4).hex()}")
+    try:
+        os.rename(workspace, aside)
+    except OSError:
+        return workspace
+    return aside
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -183,60 +193,73 @@ class BuildJob:
         return pending
 
     def _run(self, request: BuildRequest, record: BuildRecord) -> dict[str, Any] | None:
+        """Build in a workspace of its own; record the end, then clean up.
+
+        Whoever waits on the build (or on a build depending on it) need not wait for
+        the clean-up too: the workspace is set aside (one rename) before the end is
+        recorded, so a redelivery of this build can start in a fresh one at once, and
+        removed after. The log is complete in Redis by then; storage keeps a copy
+        that outlives Redis's.
+        """
         workspace = self.settings.workspace_root / request.build_id
         shutil.rmtree(workspace, ignore_errors=True)
         workspace.mkdir(parents=True)
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(request.build_id, stop), daemon=True)
         beat.start()
+        aside = workspace
         try:
             try:
-                context = fetch_context(
-                    self.store(), request.context_digest, workspace,
-                    max_bytes=8 << 30, max_files=500_000,
-                )  # fmt: skip
-            except ExecutorError as exc:
-                self._failed(request, record, exc.temporary, f"fetching the context: {exc}")
-                return None
-            try:
-                argv = self._argv(request, context, workspace)
-            except ExecutorError as exc:
-                self._failed(request, record, exc.temporary, str(exc))
-                return None
-            result = run_child(
-                argv,
-                outcome_file=workspace / "outcome.json",
-                env=self._env(request, workspace),
-                timeout=self.settings.build_timeout_seconds,
-                on_output=lambda chunk: self.records.logs.append(request.build_id, chunk),
-                cancelled=lambda: self.records.cancel_requested(request.build_id),
-            )
+                record_end = self._build(request, record, workspace)
+            finally:
+                stop.set()
+                aside = _set_aside(workspace)
+            return record_end()
         finally:
-            stop.set()
-            shutil.rmtree(workspace, ignore_errors=True)
+            shutil.rmtree(aside, ignore_errors=True)
             self._keep_log(request.build_id)
-        if result.cancelled:
-            self._end(request, BuildState.CANCELLED, "cancelled while running")
-            return None
-        if result.timed_out:
-            self._end(
-                request, BuildState.TIMEOUT, f"ran past {self.settings.build_timeout_seconds}s"
+
+    def _build(
+        self, request: BuildRequest, record: BuildRecord, workspace: Path
+    ) -> Callable[[], dict[str, Any] | None]:
+        """Fetch the context and run the build child; return what records how it ended."""
+        try:
+            context = fetch_context(
+                self.store(), request.context_digest, workspace,
+                max_bytes=8 << 30, max_files=500_000,
+            )  # fmt: skip
+        except ExecutorError as exc:
+            failed = exc  # the except clause unbinds its own name
+            return lambda: self._failed(
+                request, record, failed.temporary, f"fetching the context: {failed}"
             )
-            return None
+        try:
+            argv = self._argv(request, context, workspace)
+        except ExecutorError as exc:
+            refused = exc
+            return lambda: self._failed(request, record, refused.temporary, str(refused))
+        result = run_child(
+            argv,
+            outcome_file=workspace / "outcome.json",
+            env=self._env(request, workspace),
+            timeout=self.settings.build_timeout_seconds,
+            on_output=lambda chunk: self.records.logs.append(request.build_id, chunk),
+            cancelled=lambda: self.records.cancel_requested(request.build_id),
+        )
+        if result.cancelled:
+            return lambda: self._end(request, BuildState.CANCELLED, "cancelled while running")
+        if result.timed_out:
+            reason = f"ran past {self.settings.build_timeout_seconds}s"
+            return lambda: self._end(request, BuildState.TIMEOUT, reason)
         outcome = result.outcome
         self._count_bytes(outcome.get("bytes"))
         if result.exit_code == 0 and outcome.get("ok"):
-            return self._succeeded(request, outcome)
+            return lambda: self._succeeded(request, outcome)
         if outcome.get("ok") is False:
-            temporary = bool(outcome.get("temporary"))
-            self._failed(request, record, temporary, str(outcome.get("message")))
-            return None
-        self._end(
-            request,
-            BuildState.INTERNAL_ERROR,
-            f"the build process exited {result.exit_code} without an outcome",
-        )
-        return None
+            temporary, message = bool(outcome.get("temporary")), str(outcome.get("message"))
+            return lambda: self._failed(request, record, temporary, message)
+        reason = f"the build process exited {result.exit_code} without an outcome"
+        return lambda: self._end(request, BuildState.INTERNAL_ERROR, reason)
 
     def _count_bytes(self, moved: object) -> None:
         """Network bytes the child reported (it is ours, but its file is still input)."""
