@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import SplitResult, urlencode, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urlencode, urljoin, urlsplit
 
 from executor.errors import NetworkError, TLSError
 from executor.http.message import Body, Headers, Response
@@ -158,12 +158,13 @@ class HttpClient:
         origin = _origin(parts)
         proxy = self._proxies.for_origin(origin)
         fields = {"User-Agent": self._user_agent, **headers}
+        # Quoted as requests did: a space or a non-ASCII character (an ADD URL, a
+        # redirect's Location) goes out percent-encoded; existing escapes stay.
+        target = _quote(parts.path or "/") + (f"?{_quote(parts.query)}" if parts.query else "")
         if proxy is not None and origin[0] == "http":
-            target = parts._replace(fragment="").geturl()  # a proxy takes the absolute URI
+            target = f"{parts.scheme}://{parts.netloc}{target}"  # a proxy takes the absolute URI
             if proxy.authorization:
                 fields["Proxy-Authorization"] = proxy.authorization
-        else:
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if body is not None or method in ("POST", "PUT", "PATCH"):
             fields["Content-Length"] = str(len(body or b""))
         connection = self._connection(origin, proxy)
@@ -180,6 +181,8 @@ class HttpClient:
                     connection.send(block)
             answer = connection.getresponse()
             answered = True
+        except http.client.InvalidURL as exc:
+            raise NetworkError(f"{url}: {exc}", temporary=False) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise NetworkError(f"{netloc(*origin[1:])}: {_reason(exc)}") from exc
         finally:
@@ -222,6 +225,11 @@ class HttpClient:
             connection = http.client.HTTPConnection(*address, timeout=self._timeouts.connect)
         try:
             connection.connect()
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+            # The peer (often a load balancer) dropped the connection mid-handshake:
+            # worth another try, unlike a certificate or protocol the client refuses.
+            connection.close()
+            raise NetworkError(f"TLS handshake with {netloc(host, port)} cut off: {exc}") from exc
         except ssl.SSLError as exc:
             connection.close()
             raise TLSError(f"TLS handshake with {netloc(host, port)} failed: {exc}") from exc
@@ -299,6 +307,11 @@ class _ConnectionBody:
         if not reusable:
             self._answer.close()
         release(reusable)
+
+
+def _quote(text: str) -> str:
+    """Percent-encode what may not stand in a request line; keep what is already encoded."""
+    return quote(text, safe="!#$%&'()*+,/:;=?@[]~")
 
 
 def _origin(parts: SplitResult) -> Origin:

@@ -48,8 +48,8 @@ class Proxy:
 class Proxies:
     """The proxy for each scheme and the hosts that bypass them."""
 
-    http: Proxy | None = None
-    https: Proxy | None = None
+    http: str | None = None  # the proxy URLs as given, parsed when a request needs one
+    https: str | None = None
     no_proxy: tuple[str, ...] = ()
 
     @classmethod
@@ -68,18 +68,23 @@ class Proxies:
         every = get("all_proxy")
         http_url, https_url = get("http_proxy") or every, get("https_proxy") or every
         return cls(
-            http=Proxy.parse(http_url) if http_url else None,
-            https=Proxy.parse(https_url) if https_url else None,
+            http=http_url,
+            https=https_url,
             no_proxy=tuple(e.strip() for e in (get("no_proxy") or "").split(",") if e.strip()),
         )
 
     def for_origin(self, origin: Origin) -> Proxy | None:
-        """The proxy for this origin, or None to connect directly."""
+        """The proxy for this origin, or None to connect directly.
+
+        A proxy URL is parsed only here, for a request that would use it: one this
+        client cannot use (``socks5://``, ``https://``) fails only those requests, not
+        the ones ``NO_PROXY`` sends direct or that go by the other scheme.
+        """
         scheme, host, port = origin
-        proxy = self.https if scheme == "https" else self.http
-        if proxy is None or any(_bypasses(entry, host, port) for entry in self.no_proxy):
+        url = self.https if scheme == "https" else self.http
+        if url is None or any(_bypasses(entry, host, port) for entry in self.no_proxy):
             return None
-        return proxy
+        return Proxy.parse(url)
 
 
 def _bypasses(entry: str, host: str, port: int) -> bool:

@@ -201,6 +201,21 @@ def test_nobody_listening_is_unreachable() -> None:
 # -- redirects ----------------------------------------------------------------------------
 
 
+def test_spaces_and_non_ascii_in_urls_go_out_percent_encoded() -> None:
+    """As requests sent them: an ADD URL or a redirect's Location may hold either."""
+
+    def answer(seen: Seen) -> Reply:
+        if seen.target.startswith("/moved"):
+            return Reply(302, {"Location": "/to a/fé"})
+        return Reply(body=seen.target.encode())
+
+    with RecordingServer(answer) as server:
+        client = _client()
+        direct = client.request("GET", f"{server.url}/dir é/a b.tar?q=x y&kept=%2F")
+        assert direct.content() == b"/dir%20%C3%A9/a%20b.tar?q=x%20y&kept=%2F"
+        assert client.request("GET", f"{server.url}/moved").content() == b"/to%20a/f%C3%A9"
+
+
 def test_redirects_keep_authorization_only_on_the_same_origin() -> None:
     with RecordingServer(lambda seen: Reply(body=b"elsewhere")) as other:
 
@@ -326,6 +341,26 @@ def test_an_untrusted_certificate_fails_with_the_way_out(
     assert "CERTIFICATE_VERIFY_FAILED" in message
     assert "--skip-tls-verify" in message
     assert not info.value.temporary
+
+
+def test_a_handshake_cut_off_by_the_peer_is_temporary() -> None:
+    """A load balancer dropping the connection mid-handshake: worth another try."""
+    with socket.socket() as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def drop_one() -> None:
+            connection, _ = listener.accept()
+            connection.recv(1024)  # the ClientHello
+            connection.close()
+
+        dropper = threading.Thread(target=drop_one, daemon=True)
+        dropper.start()
+        with pytest.raises(NetworkError, match="cut off") as info:
+            _client().request("GET", f"https://{LOOPBACK}:{port}/v2/")
+        dropper.join(5)
+    assert info.value.temporary
 
 
 def test_plain_http_answering_tls_says_insecure_registry(registry: RegistryServer) -> None:

@@ -33,7 +33,8 @@ def test_proxies_come_from_the_environment(
     environ: dict[str, str], http: Proxy | None, https: Proxy | None
 ) -> None:
     proxies = Proxies.from_environ(environ)
-    assert (proxies.http, proxies.https) == (http, https)
+    found = (proxies.for_origin(("http", "h", 80)), proxies.for_origin(("https", "h", 443)))
+    assert found == (http, https)
 
 
 def test_credentials_in_the_proxy_url_become_proxy_authorization() -> None:
@@ -42,9 +43,19 @@ def test_credentials_in_the_proxy_url_become_proxy_authorization() -> None:
 
 
 def test_only_plain_http_proxies_are_taken() -> None:
+    proxies = Proxies.from_environ({"HTTPS_PROXY": "https://proxy.example:3128"})
     with pytest.raises(NetworkError, match="only http:// proxies") as info:
-        Proxies.from_environ({"HTTPS_PROXY": "https://proxy.example:3128"})
+        proxies.for_origin(("https", "registry.example", 443))
     assert not info.value.temporary
+
+
+def test_a_proxy_this_client_cannot_use_fails_only_the_requests_that_would_use_it() -> None:
+    proxies = Proxies.from_environ(
+        {"all_proxy": "socks5://127.0.0.1:1080", "no_proxy": "localhost,127.0.0.1"}
+    )
+    assert proxies.for_origin(("http", "127.0.0.1", 5000)) is None
+    with pytest.raises(NetworkError, match="socks5"):
+        proxies.for_origin(("https", "registry.example", 443))
 
 
 @pytest.mark.parametrize(
