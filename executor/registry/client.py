@@ -215,18 +215,19 @@ class RegistryClient:
         """
         session = None
         for index, other in enumerate(mount_from):
-            session = self._mount_or_start(repository, descriptor, other)
-            if session is None:
+            mounted, session = self._mount_or_start(repository, descriptor, other)
+            if mounted:
                 return True
-            if index < len(mount_from) - 1:
+            if session is not None and index < len(mount_from) - 1:
                 self._cancel_upload(repository, session)
         self.upload_blob(repository, descriptor, opener, session=session)
         return False
 
     def _mount_or_start(
         self, repository: str, descriptor: Descriptor, from_repository: str
-    ) -> str | None:
-        """POST a mount: None if mounted, else the upload session it opened instead."""
+    ) -> tuple[bool, str | None]:
+        """POST a mount: whether it mounted, and if not, the upload session it opened
+        instead (None when the registry named none: the upload opens its own)."""
         what = (
             f"mounting blob {descriptor.digest.short} from {from_repository} into "
             f"{self._where(repository)}"
@@ -245,7 +246,12 @@ class RegistryClient:
             ok=frozenset({201, 202}),
         )
         with response:
-            return None if response.status == 201 else self._location(response, what)
+            if response.status == 201:
+                return True, None
+            location = response.headers.get("Location")
+        if not location:
+            return False, None
+        return False, location if "://" in location else self.transport.url(location)
 
     def upload_blob(
         self,

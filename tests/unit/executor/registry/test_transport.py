@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import BinaryIO
 
 import pytest
 
@@ -17,7 +19,10 @@ from executor.errors import (
     TLSError,
 )
 from executor.http import Body, Headers, Params, Response
+from executor.oci.digest import Digest
+from executor.oci.manifest import Descriptor
 from executor.registry.auth import StaticKeychain
+from executor.registry.client import RegistryClient
 from executor.registry.hosts import Endpoint
 from executor.registry.transport import RegistryTransport, RetryPolicy
 
@@ -145,3 +150,19 @@ def test_a_tls_failure_is_not_retried() -> None:
         _get(transport)
     assert not info.value.temporary
     assert len(http.calls) == 1 and sleeps == []
+
+
+def test_a_mount_answered_without_a_location_falls_back_to_a_fresh_upload() -> None:
+    """A 202 naming no upload session: the upload opens its own (POST), then PUTs."""
+    data = b"blob"
+    descriptor = Descriptor("application/octet-stream", Digest.of(data), len(data))
+    transport, http = _transport([202, (202, {"Location": "/v2/app/blobs/uploads/u1"}), 201], [])
+
+    @contextmanager
+    def opener() -> Iterator[BinaryIO]:
+        yield io.BytesIO(data)
+
+    client = RegistryClient(transport, "reg.example")
+    assert client.push_blob("app", descriptor, opener, mount_from=["base"]) is False
+    assert [call.split(" ")[0] for call in http.calls] == ["POST", "POST", "PUT"]
+    assert http.calls[2].endswith("/v2/app/blobs/uploads/u1")  # the session the POST opened
