@@ -198,11 +198,13 @@ class BuildJob:
         Whoever waits on the build (or on a build depending on it) need not wait for
         the clean-up too: the workspace is set aside (one rename) before the end is
         recorded, so a redelivery of this build can start in a fresh one at once, and
-        removed after. The log is complete in Redis by then; storage keeps a copy
-        that outlives Redis's.
+        removed after. The log is complete in Redis by then; the copy in storage, which
+        outlives Redis's, is written first, before the removal (slow for big trees).
         """
         workspace = self.settings.workspace_root / request.build_id
-        shutil.rmtree(workspace, ignore_errors=True)
+        # What an earlier delivery of this build left, if its worker died mid-way.
+        for earlier in (workspace, *workspace.parent.glob(f".ended-{request.build_id}-*")):
+            shutil.rmtree(earlier, ignore_errors=True)
         workspace.mkdir(parents=True)
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(request.build_id, stop), daemon=True)
@@ -216,8 +218,8 @@ class BuildJob:
                 aside = _set_aside(workspace)
             return record_end()
         finally:
-            shutil.rmtree(aside, ignore_errors=True)
             self._keep_log(request.build_id)
+            shutil.rmtree(aside, ignore_errors=True)
 
     def _build(
         self, request: BuildRequest, record: BuildRecord, workspace: Path
