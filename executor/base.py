@@ -52,6 +52,7 @@ def unpack(image: BuildImage, rootfs: Path, reporter: BuildReporter) -> int:
 
     Layers read from a registry (not a local file) count as ``pulled`` bytes.
     """
+    rootfs.mkdir(parents=True, exist_ok=True)
     total = 0
     for layer in image.layers:
         if layer.path is None:

@@ -187,10 +187,7 @@ def _run_stage(
     elif image_name.lower() == "scratch":
         parent = base.scratch(_platform(platform_text, options))
     else:
-        with reporter.phase("pull"):
-            parent = base.pull(
-                connector, ImageReference.parse(image_name), _platform(platform_text, options)
-            )
+        parent = _pull(image_name, platform_text, services, connector)
     triggers = parent.config.config.on_build
     # ONBUILD triggers run once, in the first stage built FROM the image; not inherited.
     parent = parent.with_config(
@@ -227,17 +224,22 @@ def _prepare_base(
     stage: Stage, services: BuildServices, connector: RegistryConnector
 ) -> BuildImage:
     """Pull a waiting stage's base image and unpack it into the stage's rootfs."""
-    image_name, platform_text = expand_base(stage, services.meta_args)
-    reporter = services.reporter
-    with reporter.phase("pull"):
-        image = base.pull(
+    image = _pull(*expand_base(stage, services.meta_args), services, connector)
+    with services.reporter.phase("unpack"):
+        base.unpack(image, _rootfs_path(services.options, stage), services.reporter)
+    return image
+
+
+def _pull(
+    image_name: str,
+    platform_text: str | None,
+    services: BuildServices,
+    connector: RegistryConnector,
+) -> BuildImage:
+    with services.reporter.phase("pull"):
+        return base.pull(
             connector, ImageReference.parse(image_name), _platform(platform_text, services.options)
         )
-    rootfs = _rootfs_path(services.options, stage)
-    rootfs.mkdir(parents=True, exist_ok=True)
-    with reporter.phase("unpack"):
-        base.unpack(image, rootfs, reporter)
-    return image
 
 
 def _from_image(stage: Stage, names: Mapping[str, int], meta: Mapping[str, str]) -> bool:

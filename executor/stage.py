@@ -103,7 +103,6 @@ class StageState:
         """Unpack the base into the rootfs the first time a step needs files."""
         with self._unpack_lock:
             if not self.unpacked:
-                self.rootfs.mkdir(parents=True, exist_ok=True)
                 with self.services.reporter.phase("unpack"):
                     unpack(self.image, self.rootfs, self.services.reporter)
                 self.unpacked = True

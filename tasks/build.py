@@ -231,15 +231,13 @@ class BuildJob:
                 max_bytes=8 << 30, max_files=500_000,
             )  # fmt: skip
         except ExecutorError as exc:
-            failed = exc  # the except clause unbinds its own name
-            return lambda: self._failed(
-                request, record, failed.temporary, f"fetching the context: {failed}"
-            )
+            temporary, reason = exc.temporary, f"fetching the context: {exc}"
+            return lambda: self._failed(request, record, temporary, reason)
         try:
             argv = self._argv(request, context, workspace)
         except ExecutorError as exc:
-            refused = exc
-            return lambda: self._failed(request, record, refused.temporary, str(refused))
+            temporary, reason = exc.temporary, str(exc)
+            return lambda: self._failed(request, record, temporary, reason)
         result = run_child(
             argv,
             outcome_file=workspace / "outcome.json",

@@ -24,8 +24,8 @@ from bench.farmbench.local import LocalBenchFarm
 from bench.proc import cpu_seconds
 from executor.oci.reference import ImageReference
 from farm.batchfile import BatchItem
-from farm.client import FarmClient
-from farm.records import TERMINAL, BuildRecord, BuildState
+from farm.client import FarmClient, WaitTimeoutError
+from farm.records import BuildRecord, BuildState
 
 __all__ = [
     "BatchTimes",
@@ -53,16 +53,11 @@ def _args(farm: LocalBenchFarm) -> dict[str, str]:
 
 
 def _wait(client: FarmClient, build_id: str) -> BuildRecord:
-    deadline = time.monotonic() + _BUILD_TIMEOUT_SECONDS
-    while True:
-        record = client.get(build_id)
-        if record.state in TERMINAL:
-            return _succeeded(record)
-        if time.monotonic() > deadline:
-            raise BenchError(
-                f"build {build_id} still {record.state} after {_BUILD_TIMEOUT_SECONDS} s"
-            )
-        time.sleep(_POLL_SECONDS)
+    try:
+        record = client.wait(build_id, timeout=_BUILD_TIMEOUT_SECONDS, poll=_POLL_SECONDS)
+    except WaitTimeoutError as exc:
+        raise BenchError(str(exc)) from exc
+    return _succeeded(record)
 
 
 def _succeeded(record: BuildRecord) -> BuildRecord:
@@ -179,16 +174,13 @@ def batch_throughput(farm: LocalBenchFarm, context: Path, count: int, tag: str) 
     client = farm.client()
     workers, services = farm.pids(workers=True), farm.pids(workers=False)
     worker_cpu, service_cpu = _cpu(workers), _cpu(services)
-    batch_id, _ = client.submit_batch(_items(farm, context, count, name="t", repository=tag))
-    deadline = time.monotonic() + _BATCH_SECONDS_PER_BUILD * count
-    while True:
-        records = client.list(batch_id=batch_id)
-        if len(records) == count and all(r.state in TERMINAL for r in records):
-            break
-        if time.monotonic() > deadline:
-            states = sorted(str(r.state) for r in records)
-            raise BenchError(f"batch {batch_id} not done in time: {states}")
-        time.sleep(_BATCH_POLL_SECONDS)
+    _, ids = client.submit_batch(_items(farm, context, count, name="t", repository=tag))
+    try:
+        records = client.wait_many(
+            list(ids.values()), timeout=_BATCH_SECONDS_PER_BUILD * count, poll=_BATCH_POLL_SECONDS
+        )
+    except WaitTimeoutError as exc:
+        raise BenchError(f"batch of {count} not done in time: {exc}") from exc
     worker_cpu, service_cpu = _cpu(workers) - worker_cpu, _cpu(services) - service_cpu
     ended = [_succeeded(r) for r in records]
     window = max(r.finished_at or 0.0 for r in ended) - min(r.created_at for r in ended)

@@ -27,10 +27,10 @@ from stat import S_ISDIR, S_ISLNK
 from typing import Protocol
 
 from executor.fs.changes import Change, ChangeKind
+from executor.fs.rootpath import DIR_FLAGS
 
 # The rootfs may be reached through a symlink; nothing below it is followed.
-_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_DIR_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
+_ROOT_FLAGS = DIR_FLAGS & ~os.O_NOFOLLOW
 
 
 # A directory's own xattrs, (name, value) sorted by name.
@@ -100,7 +100,7 @@ def _list(
     directory, so the kernel does not walk the path again) and one tuple.
     """
     try:
-        fd = os.open(rel_dir or ".", _DIR_FLAGS, dir_fd=root_fd)
+        fd = os.open(rel_dir or ".", DIR_FLAGS, dir_fd=root_fd)
     except (FileNotFoundError, NotADirectoryError):
         return None  # gone since its parent was listed
     listing: Listing = {}

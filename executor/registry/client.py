@@ -249,9 +249,7 @@ class RegistryClient:
             if response.status == 201:
                 return True, None
             location = response.headers.get("Location")
-        if not location:
-            return False, None
-        return False, location if "://" in location else self.transport.url(location)
+        return False, location or None  # a URL or a path: transport.request takes either
 
     def upload_blob(
         self,
@@ -352,17 +350,14 @@ class RegistryClient:
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(f"{what}: registry sent no upload Location")
-        return location if "://" in location else self.transport.url(location)
+        return location  # a URL or a path: transport.request takes either
 
     def _cancel_upload(self, repository: str, location: str) -> None:
-        if not location:
-            return
-        url = location if "://" in location else self.transport.url(location)
         # An abandoned session expires by itself in the registry, so failing here is fine.
         with contextlib.suppress(RegistryError):
             self.transport.request(
                 "DELETE",
-                url,
+                location,
                 scopes=frozenset({repository_scope(repository, ["pull", "push"])}),
                 what="cancelling an upload",
                 ok=frozenset({200, 202, 204, 404}),

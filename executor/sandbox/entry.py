@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.errors import SandboxError
-from executor.sandbox.process import TIMEOUT_STATUS
+from executor.sandbox.process import READ_BYTES, TIMEOUT_STATUS
 from executor.sandbox.spec import OutputSink
 from executor.sandbox.subids import caller_subids
 
@@ -35,8 +35,6 @@ ENTER = Path(__file__).with_name("enter.py")
 # importing enter.py would load ctypes and libc into every build for 8 lines.
 _RUN = b"R"
 _KILL = b"K"
-# Output is read in blocks this big; a step's log arrives as it is written.
-_READ_BYTES = 64 * 1024
 # An entry process told to stop ends at once; this only bounds a wedged one.
 _STOP_SECONDS = 5.0
 
@@ -140,7 +138,7 @@ class EntryProcess:
     def _read_output(self, output: OutputSink, *, everything: bool) -> None:
         while True:
             try:
-                chunk = os.read(self._output, _READ_BYTES)
+                chunk = os.read(self._output, READ_BYTES)
             except BlockingIOError:
                 return
             if not chunk:

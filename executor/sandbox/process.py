@@ -13,7 +13,7 @@ from executor.errors import SandboxError
 from executor.sandbox.spec import OutputSink
 
 # Output is read in blocks this big; a step's log arrives as it is written.
-_READ_BYTES = 64 * 1024
+READ_BYTES = 64 * 1024
 # Exit status reported for a step killed on timeout (as `timeout(1)` does).
 TIMEOUT_STATUS = 124
 
@@ -50,7 +50,7 @@ def run_process(
         timer.start()
     try:
         assert proc.stdout is not None
-        while chunk := proc.stdout.read1(_READ_BYTES):  # type: ignore[attr-defined]
+        while chunk := proc.stdout.read1(READ_BYTES):  # type: ignore[attr-defined]
             output(chunk)
         status = proc.wait()
     finally:
