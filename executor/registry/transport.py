@@ -171,17 +171,15 @@ class RegistryTransport:
         """
         self._ensure_pinged(what)
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
-        refreshed = False
-        attempt = 0
-        attempts = self._retry.attempts if retry else 1
-        while True:
+
+        def send() -> Response:
             auth = self._authorization(scopes, what)
             send_headers = dict(headers or {})
             if auth:
                 send_headers["Authorization"] = auth
             data = body() if callable(body) else body
             try:
-                response = self._http.request(
+                return self._http.request(
                     method,
                     url,
                     headers=send_headers,
@@ -189,18 +187,15 @@ class RegistryTransport:
                     body=data,
                     follow_redirects=allow_redirects,
                 )
-                if not stream:
-                    response.content()
-            except NetworkError as exc:
-                attempt += 1
-                if not exc.temporary or attempt >= attempts:
-                    raise _unreachable(what, exc) from exc
-                self._retry.sleep(self._retry.delay(attempt))
-                continue
             finally:
                 close = getattr(data, "close", None)
                 if callable(close):
                     close()
+
+        attempts = self._retry.attempts if retry else 1
+        refreshed = False
+        while True:
+            response = self._with_retries(send, what, attempts=attempts, read=not stream)
             if response.status in ok:
                 return response
             if response.status == 401 and not refreshed and self._challenge is not None:
@@ -209,13 +204,6 @@ class RegistryTransport:
                 self._on_unauthorized(response, scopes)
                 response.close()
                 continue
-            if response.status in _RETRY_STATUSES:
-                attempt += 1
-                if attempt < attempts:
-                    wait = self._retry.delay(attempt, response.headers.get("Retry-After"))
-                    response.close()
-                    self._retry.sleep(wait)
-                    continue
             error = error_for(response, what)
             response.close()
             raise error
@@ -252,25 +240,36 @@ class RegistryTransport:
 
         return self._with_retries(send, what)
 
-    def _with_retries(self, send: Callable[[], Response], what: str) -> Response:
-        """``send()`` again on connection errors, 429 and 5xx, with backoff; the last answer.
-
-        The answer's body is read, so its connection is free again.
+    def _with_retries(
+        self,
+        send: Callable[[], Response],
+        what: str,
+        *,
+        attempts: int | None = None,
+        read: bool = True,
+    ) -> Response:
+        """``send()`` again on connection errors, 429 and 5xx, with backoff, up to
+        ``attempts`` times in all; the last answer. With ``read``, its body is read,
+        so its connection is free again; without, the caller reads and closes it.
         """
+        attempts = self._retry.attempts if attempts is None else attempts
         attempt = 0
         while True:
             try:
                 response = send()
-                response.content()
+                if read:
+                    response.content()
             except NetworkError as exc:
                 attempt += 1
-                if not exc.temporary or attempt >= self._retry.attempts:
+                if not exc.temporary or attempt >= attempts:
                     raise _unreachable(what, exc) from exc
                 self._retry.sleep(self._retry.delay(attempt))
                 continue
-            if response.status in _RETRY_STATUSES and attempt + 1 < self._retry.attempts:
+            if response.status in _RETRY_STATUSES and attempt + 1 < attempts:
                 attempt += 1
-                self._retry.sleep(self._retry.delay(attempt, response.headers.get("Retry-After")))
+                wait = self._retry.delay(attempt, response.headers.get("Retry-After"))
+                response.close()
+                self._retry.sleep(wait)
                 continue
             return response
 
