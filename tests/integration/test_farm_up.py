@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.integration.test_build import write_context
+from tests.support import procs
 
 
 def farm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -18,14 +19,6 @@ def farm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "farm", *args],
         env=env, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_up_submit_down(tmp_path: Path) -> None:
@@ -65,7 +58,7 @@ def test_up_submit_down(tmp_path: Path) -> None:
         down = farm("down", env=env)
     assert down.returncode == 0, down.stderr
     assert "stopped 3 processes" in down.stdout
-    assert not any(_alive(pid) for pid in state["pids"].values())
+    assert not any(procs.alive(pid, zombie_alive=True) for pid in state["pids"].values())
     for port in (state["redis_port"], state["registry_port"]):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -18,6 +18,7 @@ import pytest
 
 from executor.errors import SandboxError
 from executor.sandbox import BACKENDS, Mount, RunSpec, choose_sandbox, make_sandbox, probe_all
+from tests.support import procs
 from tests.support.images import APP_GID, APP_UID
 
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
@@ -100,57 +101,22 @@ def _sleep_marker() -> str:
 
 def _live(program: str, marker: str) -> list[int]:
     """Live processes running `PROGRAM MARKER`."""
+    wanted = [program.encode(), marker.encode()]
     found = []
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+        except OSError:
             continue
-        if cmdline.split(b"\0")[:2] == [program.encode(), marker.encode()] and state != "Z":
+        if cmdline.split(b"\0")[:2] == wanted and procs.alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
 
 def _sleepers(marker: str) -> list[int]:
     return _live("sleep", marker)
-
-
-def _gone(pids: set[int], *, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        alive = set()
-        for pid in pids:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state != "Z":
-                alive.add(pid)
-        if not alive:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _descendants(root: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-            except (OSError, IndexError):
-                continue
-    found: set[int] = set()
-    todo = [root]
-    while todo:
-        parent = todo.pop()
-        children = {pid for pid, ppid in parents.items() if ppid == parent}
-        todo += children - found
-        found |= children
-    return found
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -223,13 +189,13 @@ def test_step_ends_when_the_builder_is_killed(backend: str, rootfs: Path, tmp_pa
         while not _sleepers(marker) and time.monotonic() < deadline:
             time.sleep(0.02)  # sh forks sleep after the echo
         assert len(_sleepers(marker)) == 1
-        tree = _descendants(builder.pid)
+        tree = procs.descendants(builder.pid)
         # The entry process, the step's leader, its PID 1, sh and sleep at least.
         assert len(tree) >= 4, tree
     finally:
         builder.kill()
         builder.wait()
-    assert _gone(tree, within=10), tree
+    assert procs.wait_gone(tree, within=10), tree
     assert _sleepers(marker) == []
 
 

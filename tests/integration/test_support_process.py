@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import process
+from tests.support import process, procs
 from tests.support.commands import SupportError
 from tests.support.ports import LOOPBACK, free_port, port_is_open
 from tests.support.process import ManagedProcess, ReadinessProbe
@@ -150,29 +150,13 @@ class _Stubborn(ManagedProcess):
         return f"stubborn did not listen:\n{self.log_tail()}"
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, killed and waiting to be reaped, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _gone(pid: int) -> bool:
-    deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return not _alive(pid)
-
-
 def test_stop_kills_what_ignores_sigterm_with_its_process_group(tmp_path: Path) -> None:
     with _Stubborn(tmp_path) as stubborn:
         child, started = stubborn.child_pid, time.monotonic()
         stubborn.stop()
         assert time.monotonic() - started >= _Stubborn.stop_timeout
     assert not stubborn.running
-    assert _gone(child)
+    assert procs.wait_gone([child], within=5, poll=0.02)
 
 
 def test_kill_takes_the_process_group_down_at_once(tmp_path: Path) -> None:
@@ -181,7 +165,7 @@ def test_kill_takes_the_process_group_down_at_once(tmp_path: Path) -> None:
         stubborn.kill()
         assert time.monotonic() - started < _Stubborn.stop_timeout
         assert not stubborn.running
-        assert _gone(child)
+        assert procs.wait_gone([child], within=5, poll=0.02)
         with pytest.raises(RuntimeError, match="^stubborn not started$"):
             stubborn.wait(1)
 

@@ -12,33 +12,29 @@ from __future__ import annotations
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
 
 from tests.support.ports import LOOPBACK
+from tests.support.web import BackgroundServer, LoopbackHandler
 
 __all__ = ["StallingRegistry"]
 
 STALLED_PATH = "/stalled"
 
 
-class StallingRegistry:
+class StallingRegistry(BackgroundServer):
     """A registry whose blob uploads never get an answer unless released."""
 
     def __init__(self) -> None:
+        super().__init__(_Handler)
         self.stalled = threading.Event()  # an upload is held
         self.stalled_at: float | None = None  # time.monotonic() when the first was
         self._release = threading.Event()
         self._stop = threading.Event()
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="stalling-registry", daemon=True
-        )
 
     @property
     def host(self) -> str:
         """`127.0.0.1:PORT`, as an image reference names the registry."""
-        return f"{LOOPBACK}:{self._server.server_address[1]}"
+        return f"{LOOPBACK}:{self.port}"
 
     def release(self) -> None:
         """Answer the held uploads (and those to come) with 201 Created."""
@@ -54,32 +50,17 @@ class StallingRegistry:
                 return True
         return False
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._stop.set()  # held uploads end unanswered
+        super().__exit__(*exc_info)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, registry: StallingRegistry) -> None:
-        super().__init__((LOOPBACK, 0), _Handler)
-        self.registry = registry
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
+class _Handler(LoopbackHandler):
     @property
     def _registry(self) -> StallingRegistry:
-        assert isinstance(self.server, _Server)
-        return self.server.registry
+        owner = self.owner
+        assert isinstance(owner, StallingRegistry)
+        return owner
 
     def do_GET(self) -> None:
         if self.path == "/v2/":
@@ -122,6 +103,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Stay quiet: `stalled` is what the tests look at."""
