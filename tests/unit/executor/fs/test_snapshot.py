@@ -2,6 +2,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,14 +168,26 @@ def test_removed_trees_are_reported_by_their_top_only(
     assert _changes(tmp_path, lambda: step(tmp_path)) == expected
 
 
-def test_an_ignored_path_below_the_root_is_neither_reported_nor_walked(tmp_path: Path) -> None:
+def test_an_ignored_path_below_the_root_is_neither_reported_nor_walked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _tree(tmp_path)
     os.utime(tmp_path / "var/lib", ns=(0, 0))
+    opened: list[str] = []
+    real_open = os.open
+
+    def recording_open(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
+        opened.append(str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording_open)
     snap = WalkSnapshotter(ignore=["/var/lib/app/"])
     snap.begin(tmp_path)
     (tmp_path / "var/lib/app/new").write_text("n")
     (tmp_path / "var/lib/other").write_text("o")
     assert snap.finish() == [Change("var/lib", A), Change("var/lib/other", A)]
+    assert "var/lib" in opened  # the walk lists directories through os.open
+    assert not [p for p in opened if p.startswith("var/lib/app")]
 
 
 def test_a_removed_hard_link_leaves_the_other_name_unchanged(tmp_path: Path) -> None:
